@@ -1,0 +1,35 @@
+# Every target sets up what it needs itself; `make setup` is idempotent.
+SHELL := /bin/bash
+PY := .venv/bin/python
+STACK ?= prod
+OUT ?= /tmp/haproxy-ha-render
+# Debian packages the tests and the lab use (the real daemons, sshd, OpenRC, script checkers).
+APT_PACKAGES := haproxy keepalived openssh-server openrc shellcheck busybox iproute2 openssl curl procps
+
+.PHONY: setup system-packages venv test lint render
+
+setup: system-packages venv
+
+system-packages:
+	@missing=$$(for p in $(APT_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		echo "installing: $$missing"; \
+		if [ "$$(id -u)" != 0 ]; then echo "make setup: need root to install $$missing" >&2; exit 1; fi; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	fi
+
+venv: .venv/.installed
+
+.venv/.installed: requirements.txt requirements-dev.txt constraints.txt
+	python3 -m venv .venv
+	$(PY) -m pip install -q --disable-pip-version-check -r requirements-dev.txt -c constraints.txt
+	touch $@
+
+test: setup
+	$(PY) -m pytest -q
+
+lint: venv
+	$(PY) -m ruff check .
+
+render: venv
+	$(PY) -m components render $(STACK) --out $(OUT)

@@ -1,0 +1,1 @@
+"""haproxy-ha: a highly available HAProxy + keepalived tier, declared with Pulumi."""

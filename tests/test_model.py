@@ -1,0 +1,191 @@
+"""The model: every validation rule names the key, derived values are right."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+
+from components.model import MAX_WEIGHT, ConfigError, Secrets, build_cluster
+from tests.strategies import clusters
+
+C, H = "haproxy-ha:cluster", "haproxy-ha:haproxy"
+SECRETS = Secrets("correct horse battery")
+
+
+def nodes(cfg):
+    return cfg[C]["nodes"]
+
+
+def fe(cfg, i):
+    return cfg[H]["frontends"][i]
+
+
+def mutate(cfg, path, value):
+    """Set cfg[a][b]...[z] = value, path given as a tuple."""
+    target = cfg
+    for part in path[:-1]:
+        target = target[part]
+    target[path[-1]] = value
+
+
+BAD = [
+    # (description, path to set, value, key named in the error, words in the reason)
+    ("unknown cluster key", (C, "vrid"), 5, f"{C}.vrid", "unknown key"),
+    ("unknown node key", (C, "nodes", 1, "prio"), 5, f"{C}.nodes[1].prio", "unknown key"),
+    ("unknown top key", ("haproxy-ha:clutser",), {}, "haproxy-ha:clutser", "unknown key"),
+    ("unknown backend key", (H, "backends", 0, "servrs"), [], f"{H}.backends[0].servrs", "unknown key"),
+    ("duplicate node name", (C, "nodes", 2, "name"), "k3s-lb-01", f"{C}.nodes[2].name", "duplicates"),
+    ("duplicate address", (C, "nodes", 1, "address"), "172.18.10.11/24", f"{C}.nodes[1].address", "duplicates"),
+    ("duplicate priority", (C, "nodes", 2, "priority"), 150, f"{C}.nodes[2].priority", "duplicates"),
+    ("priority 255", (C, "nodes", 0, "priority"), 255, f"{C}.nodes[0].priority", "254"),
+    ("priority 0", (C, "nodes", 2, "priority"), 0, f"{C}.nodes[2].priority", "1"),
+    ("VRID 0", (C, "virtualRouterId"), 0, f"{C}.virtualRouterId", "1"),
+    ("VRID 256", (C, "virtualRouterId"), 256, f"{C}.virtualRouterId", "255"),
+    ("VIP outside subnet", (C, "vip"), "10.9.9.9/24", f"{C}.vip", "not in the nodes' subnet"),
+    ("VIP is a node", (C, "vip"), "172.18.10.12/24", f"{C}.vip", "node address"),
+    ("one node", (C, "nodes"), "ONE", f"{C}.nodes", "at least 2"),
+    ("frontend port = stats port", (H, "frontends", 1, "bind"), "*:8404", f"{H}.frontends[1].bind", "stats.port"),
+    ("two frontends one port", (H, "frontends", 2, "bind"), "*:5000", f"{H}.frontends[2].bind", "frontends[0].bind"),
+    ("unknown default backend", (H, "frontends", 0, "defaultBackend"), "nope", f"{H}.frontends[0].defaultBackend", "unknown backend"),
+    ("route to unknown backend", (H, "frontends", 0, "routes", 0, "backend"), "nope", f"{H}.frontends[0].routes[0].backend", "unknown backend"),
+    ("server without port", (H, "backends", 1, "servers", 0, "address"), "10.0.0.21", f"{H}.backends[1].servers[0].address", "host:port"),
+    ("server port 0", (H, "backends", 1, "servers", 0, "address"), "10.0.0.21:0", f"{H}.backends[1].servers[0].address", "port"),
+    ("server port too big", (H, "backends", 1, "servers", 0, "address"), "10.0.0.21:70000", f"{H}.backends[1].servers[0].address", "port"),
+    ("server bad IP", (H, "backends", 1, "servers", 0, "address"), "10.0.0.300:80", f"{H}.backends[1].servers[0].address", "10.0.0.300"),
+    ("server with space", (H, "backends", 1, "servers", 0, "address"), "10.0.0.1:80 backup", f"{H}.backends[1].servers[0].address", "host:port"),
+    ("name with space", (H, "backends", 1, "name"), "my app", f"{H}.backends[1].name", "not allowed"),
+    ("name with quote", (H, "frontends", 2, "name"), 'my"sql', f"{H}.frontends[2].name", "not allowed"),
+    ("name with newline", (C, "nodes", 0, "name"), "lb\nx", f"{C}.nodes[0].name", "not allowed"),
+    ("name with semicolon", (H, "backends", 0, "servers", 0, "name"), "a;reboot", f"{H}.backends[0].servers[0].name", "not allowed"),
+    ("name with dollar", (H, "stats", "user"), "$USER", f"{H}.stats.user", "not allowed"),
+    ("path with space", (H, "frontends", 0, "routes", 0, "pathBeg", 0), "/a b", f"{H}.frontends[0].routes[0].pathBeg[0]", "not allowed"),
+    ("interface with slash", (C, "interface"), "eth0/1", f"{C}.interface", "not allowed"),
+    ("routes on tcp frontend", (H, "frontends", 2, "routes"), [{"backend": "mysql", "pathBeg": ["/x"]}], f"{H}.frontends[2].routes", "mode: http"),
+    ("mode mismatch", (H, "frontends", 2, "defaultBackend"), "app", f"{H}.frontends[2].defaultBackend", "mode"),
+    ("gateway outside subnet", (C, "gateway"), "10.0.0.1", f"{C}.gateway", "subnet"),
+    ("node in another subnet", (C, "nodes", 2, "address"), "172.18.11.13/24", f"{C}.nodes[2].address", "subnet"),
+    ("priorities out of order", (C, "nodes", 1, "priority"), 220, f"{C}.nodes[1].priority", "failover order"),
+    ("priority missing on one node", (C, "nodes", 1, "priority"), None, f"{C}.nodes[1].priority", "every node or on none"),
+    ("bad mode", (H, "frontends", 0, "mode"), "udp", f"{H}.frontends[0].mode", "http"),
+    ("lowest priority 1", (C, "nodes", 2, "priority"), 1, f"{C}.nodes[2].priority", "at least 2"),
+    ("missing cluster", ("haproxy-ha:cluster",), None, "haproxy-ha:cluster", "required"),
+    ("bad ssh key", ("haproxy-ha:sshPublicKey",), "AAAA; rm -rf /", "haproxy-ha:sshPublicKey", "not allowed"),
+    ("bad platform", ("haproxy-ha:platform",), "docker", "haproxy-ha:platform", "proxmox"),
+    ("custom image without checksum", ("haproxy-ha:vm", "imageUrl"), "https://example.org/a.qcow2", "haproxy-ha:vm.imageChecksum", "sha512"),
+]
+
+
+@pytest.mark.parametrize("what,path,value,key,reason", BAD, ids=[b[0] for b in BAD])
+def test_bad_value_names_the_key(prod, what, path, value, key, reason):
+    if value == "ONE":
+        value = nodes(prod)[:1]
+    if value is None and len(path) == 1:
+        del prod[path[0]]
+    elif value is None:
+        target = prod
+        for part in path[:-1]:
+            target = target[part]
+        del target[path[-1]]
+    else:
+        mutate(prod, path, value)
+    with pytest.raises(ConfigError) as err:
+        build_cluster("prod", prod, SECRETS)
+    message = str(err.value)
+    assert message.startswith(key + ":"), message
+    assert reason in message, message
+    assert "\n" not in message.strip(), "one clear line"
+
+
+def test_nopreempt_with_forced_master(prod):
+    prod[C]["preempt"] = False
+    nodes(prod)[0]["state"] = "MASTER"
+    with pytest.raises(ConfigError, match=r"^haproxy-ha:cluster\.nodes\[0\]\.state: MASTER cannot be combined"):
+        build_cluster("prod", prod, SECRETS)
+
+
+def test_vrrp_password_over_8_characters(prod):
+    with pytest.raises(ConfigError, match=r"^haproxy-ha:vrrpPassword: is 9 characters.*at most 8"):
+        build_cluster("prod", prod, Secrets("correct horse", vrrp_password="123456789"))
+
+
+def test_short_stats_password(prod):
+    with pytest.raises(ConfigError, match=r"^haproxy-ha:statsPassword: must be at least 8"):
+        build_cluster("prod", prod, Secrets("short"))
+
+
+def test_vrrp_password_with_subsecond_adverts(prod):
+    prod[C]["advertInt"] = 0.5
+    with pytest.raises(ConfigError, match=r"^haproxy-ha:cluster\.advertInt: .*VRRPv3"):
+        build_cluster("prod", prod, Secrets("correct horse", vrrp_password="abc12345"))
+
+
+def test_secrets_never_in_repr():
+    assert "horse" not in repr(Secrets("correct horse", "pw"))
+
+
+# --- Derived values ------------------------------------------------------------------------
+
+
+def test_prod_cluster_derives_the_seed_roles(prod):
+    cluster = build_cluster("prod", prod, SECRETS)
+    assert [(n.name, n.priority, n.state) for n in cluster.nodes] == [
+        ("k3s-lb-01", 200, "MASTER"), ("k3s-lb-02", 150, "BACKUP"), ("k3s-lb-03", 100, "BACKUP"),
+    ]
+    # The seed's weight -2 never moved the VIP; ours exceeds the whole span of priorities.
+    assert cluster.track_weight == -101
+    assert [n.name for n in cluster.rollout_order] == ["k3s-lb-03", "k3s-lb-02", "k3s-lb-01"]
+    assert cluster.vip_holder.name == "k3s-lb-01"
+    assert cluster.listen_ports == (80, 3306, 5000, 8404)
+    assert cluster.vrrp_version == 3 and cluster.advert_int_text == "0.3"
+
+
+def test_priorities_derived_from_order_when_absent(prod):
+    for n in nodes(prod):
+        del n["priority"]
+    cluster = build_cluster("prod", prod, SECRETS)
+    assert [n.priority for n in cluster.nodes] == [200, 150, 100]
+
+
+def test_nopreempt_starts_all_backup_and_faults_on_failure(prod):
+    prod[C]["preempt"] = False
+    cluster = build_cluster("prod", prod, SECRETS)
+    assert {n.state for n in cluster.nodes} == {"BACKUP"}
+    assert cluster.track_weight == 0
+    assert cluster.priority_with_failed_haproxy(cluster.nodes[0]) == 0
+
+
+def test_unicast_peers_are_the_other_nodes(prod):
+    prod[C]["unicast"] = True
+    cluster = build_cluster("prod", prod, SECRETS)
+    assert cluster.nodes[1].peers == ("172.18.10.11", "172.18.10.13")
+
+
+def test_stats_hash_is_deterministic_sha512_and_changes_with_the_password(prod):
+    a = build_cluster("prod", prod, SECRETS).stats_password_hash
+    b = build_cluster("prod", prod, SECRETS).stats_password_hash
+    c = build_cluster("prod", prod, Secrets("another password")).stats_password_hash
+    assert a == b and a.startswith("$6$") and a != c
+
+
+def test_vrrp_password_selects_vrrpv2_with_whole_second_adverts(prod):
+    cluster = build_cluster("prod", prod, Secrets("correct horse", vrrp_password="s3cr3t"))
+    assert cluster.vrrp_version == 2 and cluster.advert_int_text == "1"
+
+
+@settings(max_examples=200, deadline=None)
+@given(cfg=clusters())
+def test_failed_haproxy_on_the_holder_drops_it_below_the_next_node(cfg):
+    cluster = build_cluster("gen", cfg, SECRETS)
+    by_priority = sorted(cluster.nodes, key=lambda n: -n.priority)
+    holder, following = by_priority[0], by_priority[1:]
+    failed = cluster.priority_with_failed_haproxy(holder)
+    assert -MAX_WEIGHT <= cluster.track_weight <= 0
+    # Below the next node, and below every healthy node: the VIP moves to the best healthy one.
+    assert failed < following[0].priority
+    for node in following:
+        assert failed < node.priority
+    # Any node whose haproxy fails ends below every healthy node.
+    for sick in cluster.nodes:
+        for well in cluster.nodes:
+            if well is not sick:
+                assert cluster.priority_with_failed_haproxy(sick) < well.priority

@@ -1,0 +1,191 @@
+"""Rendered files: accepted by the real daemons, deterministic, no secret in plain text."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from base64 import b64encode
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+
+from components.model import Secrets, build_cluster
+from components.render import render_cluster, render_node
+from components.validate import check_haproxy, check_keepalived, check_shell
+from tests.conftest import VALIDATED, requires_daemons, stack_config
+from tests.strategies import clusters
+
+STATS_PW = "correct horse battery"
+VRRP_PW = "k33pal1v"
+
+
+def assert_accepted(cluster) -> None:
+    """Every node's haproxy.cfg and keepalived.conf pass the daemons' own checks, warning-free."""
+    rendered = render_cluster(cluster)
+    haproxy_texts = set()
+    for node, files in rendered.items():
+        by_name = {f.name: f for f in files}
+        # haproxy.cfg differs between nodes only in its header comment.
+        haproxy_texts.add(by_name["haproxy.cfg"].text.split("\n", 1)[1])
+        scripts = tuple(f for f in files if f.name.endswith(".sh"))
+        result = check_keepalived(by_name["keepalived.conf"], scripts, cluster.spec.cluster.interface)
+        assert result.status == "ok", f"{node}: {result.detail}\n{by_name['keepalived.conf'].text}"
+        VALIDATED["keepalived.conf"] += 1
+    assert len(haproxy_texts) == 1
+    first = next(iter(rendered.values()))[0]
+    result = check_haproxy(first.text)
+    assert result.status == "ok", f"{result.detail}\n{first.text}"
+    VALIDATED["haproxy.cfg"] += len(rendered)
+
+
+@requires_daemons
+@pytest.mark.parametrize("stack", ["prod", "lab"])
+@pytest.mark.parametrize("vrrp_password", [None, VRRP_PW])
+def test_checked_in_stacks_are_accepted_by_the_daemons(stack, vrrp_password):
+    assert_accepted(build_cluster(stack, stack_config(stack), Secrets(STATS_PW, vrrp_password)))
+
+
+@requires_daemons
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(cfg=clusters())
+def test_generated_clusters_are_accepted_by_the_daemons(cfg):
+    assert_accepted(build_cluster("gen", cfg, Secrets(STATS_PW)))
+
+
+def test_rendering_is_deterministic(prod):
+    first = render_cluster(build_cluster("prod", prod, Secrets(STATS_PW, VRRP_PW)))
+    second = render_cluster(build_cluster("prod", stack_config("prod"), Secrets(STATS_PW, VRRP_PW)))
+    assert first == second
+
+
+@pytest.mark.parametrize("stack", ["prod", "lab"])
+def test_no_secret_in_plain_text(stack):
+    cluster = build_cluster(stack, stack_config(stack), Secrets(STATS_PW, VRRP_PW))
+    for files in render_cluster(cluster).values():
+        for f in files:
+            assert STATS_PW not in f.text, f.name
+            assert cluster.stats_password_hash not in f.redacted, f.name
+            assert VRRP_PW not in f.redacted, f.name
+            if VRRP_PW in f.text or cluster.stats_password_hash in f.text:
+                assert f.secret and f.mode == "0640", f"{f.name} holds a secret but is not marked"
+
+
+def test_keepalived_renders_what_the_model_decided(prod):
+    prod["haproxy-ha:cluster"]["unicast"] = True
+    cluster = build_cluster("prod", prod, Secrets(STATS_PW))
+    text = {f.name: f.text for f in render_node(cluster, cluster.nodes[1])}["keepalived.conf"]
+    assert "weight -101" in text
+    assert "priority 150" in text and "state BACKUP" in text
+    assert "unicast_peer {\n        172.18.10.11\n        172.18.10.13\n    }" in text
+    assert "vrrp_track_process" in text  # proxmox VMs get the event-driven signal
+    assert "enable_script_security" in text and "nopreempt" not in text
+
+
+def test_lab_has_no_track_process_and_nopreempt_faults():
+    cfg = stack_config("lab")
+    cfg["haproxy-ha:cluster"]["preempt"] = False
+    cluster = build_cluster("lab", cfg, Secrets(STATS_PW))
+    text = {f.name: f.text for f in render_node(cluster, cluster.nodes[0])}["keepalived.conf"]
+    assert "track_process" not in text
+    assert "nopreempt" in text and "state BACKUP" in text
+    assert "weight -" not in text  # a failed check means FAULT, which releases the VIP
+
+
+@pytest.mark.parametrize("stack", ["prod", "lab"])
+def test_scripts_pass_busybox_and_shellcheck(stack):
+    cluster = build_cluster(stack, stack_config(stack), Secrets(STATS_PW))
+    for f in render_node(cluster, cluster.nodes[0]):
+        if f.name.endswith(".sh"):
+            result = check_shell(f)
+            assert result.ok, f"{f.name}: {result.detail}"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@requires_daemons
+def test_haproxy_authenticates_with_the_rendered_hash_and_serves_health_and_metrics(tmp_path):
+    """Start the real haproxy on loopback with the rendered stats section."""
+    cfg = stack_config("lab")
+    port = free_port()
+    cfg["haproxy-ha:haproxy"]["stats"]["port"] = port
+    cluster = build_cluster("lab", cfg, Secrets(STATS_PW))
+    text = render_node(cluster, cluster.nodes[0])[0].text
+    # Keep the global/defaults/userlist/stats parts; run unprivileged bits locally.
+    head = text.split("\nfrontend main", 1)[0]
+    head = "\n".join(
+        line for line in head.splitlines()
+        if not line.strip().startswith(("chroot", "user haproxy", "group", "stats socket", "log "))
+    ).replace(f"*:{port}", f"127.0.0.1:{port}")
+    conf = tmp_path / "haproxy.cfg"
+    conf.write_text(head + "\n")
+    proc = subprocess.Popen(["haproxy", "-db", "-f", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                health = urllib.request.urlopen(f"{base}/healthz", timeout=1)
+                break
+            except (urllib.error.URLError, ConnectionError):
+                assert proc.poll() is None, proc.stderr.read().decode()
+                assert time.monotonic() < deadline, "haproxy did not start"
+                time.sleep(0.05)
+        assert health.status == 200  # no password needed for the probe
+
+        def get(path, password):
+            auth = b64encode(f"admin:{password}".encode()).decode()
+            req = urllib.request.Request(f"{base}{path}", headers={"Authorization": f"Basic {auth}"})
+            try:
+                return urllib.request.urlopen(req, timeout=2).status, req
+            except urllib.error.HTTPError as e:
+                return e.code, req
+
+        assert get("/", "wrong password")[0] == 401
+        assert get("/", STATS_PW)[0] == 200
+        status, _ = get("/metrics", STATS_PW)
+        assert status == 200
+        assert get("/metrics", "wrong password")[0] == 401
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def test_render_cli_writes_every_node_and_validates(tmp_path):
+    out = tmp_path / "out"
+    proc = subprocess.run(
+        [".venv/bin/python", "-m", "components", "render", "prod", "--out", str(out)],
+        capture_output=True, text=True, cwd=Path(__file__).resolve().parent.parent,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    for node in ("k3s-lb-01", "k3s-lb-02", "k3s-lb-03"):
+        for name in ("haproxy.cfg", "keepalived.conf", "notify.sh", "check_haproxy.sh"):
+            assert (out / node / name).is_file()
+    assert oct((out / "k3s-lb-01" / "haproxy.cfg").stat().st_mode & 0o777) == "0o640"
+    assert "statsPassword is a placeholder" in proc.stderr
+    assert "PLACEHOLDER" in (out / "k3s-lb-01" / "haproxy.cfg").read_text()
+
+
+def test_render_cli_invalid_stack_exits_2_and_writes_nothing(tmp_path):
+    root = Path(__file__).resolve().parent.parent
+    bad = (root / "Pulumi.prod.yaml").read_text().replace("virtualRouterId: 51", "virtualRouterId: 300")
+    with tempfile.TemporaryDirectory(dir=root, prefix=".test-stack-") as project:
+        stack_file = Path(project, "Pulumi.broken.yaml")
+        stack_file.write_text(bad)
+        out = tmp_path / "out"
+        proc = subprocess.run(
+            [str(root / ".venv/bin/python"), "-m", "components", "render", "broken",
+             "--project", project, "--out", str(out)],
+            capture_output=True, text=True, cwd=root,
+        )
+    assert proc.returncode == 2
+    assert "haproxy-ha:cluster.virtualRouterId" in proc.stderr
+    assert not out.exists()
