@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 from .model import ConfigError, build_cluster
-from .render import render_cluster
+from .render import RenderedFile, render_cluster, render_scripts
 from .stackfile import PROJECT_DIR, SECRET_ENV, read_stack
 from .validate import check_haproxy, check_keepalived, check_shell
 
@@ -41,7 +41,12 @@ def main(argv: list[str] | None = None) -> int:
         node_dir = args.out / node_name
         node_dir.mkdir(parents=True, exist_ok=True)
         scripts = tuple(f for f in files if f.name.endswith(".sh"))
-        for f in files:
+        node = cluster.node(node_name)
+        provisioning = tuple(
+            RenderedFile(name, f"/node-scripts/{name}", "0755", text, secret=False)
+            for name, text in render_scripts(cluster, node).items()
+        )
+        for f in files + provisioning:
             target = node_dir / f.name
             target.write_text(f.text)
             target.chmod(int(f.mode, 8))

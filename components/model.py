@@ -196,6 +196,10 @@ ALPINE_IMAGE_URL = (
     "https://dl-cdn.alpinelinux.org/alpine/v3.21/releases/cloud/"
     "nocloud_alpine-3.21.7-x86_64-bios-cloudinit-r0.qcow2"
 )
+ALPINE_REPOSITORIES = (
+    "https://dl-cdn.alpinelinux.org/alpine/v3.21/main",
+    "https://dl-cdn.alpinelinux.org/alpine/v3.21/community",
+)
 ALPINE_IMAGE_SHA512 = (
     "5b22a46e9aa6bbacf585c055e87362c8be1993e53c121bdaf74203ac3490c70b"
     "dbbf714df4276eef36184ea8c11fd7cd3b28c9ccc74f6a9a82c430d441fa2f95"
@@ -493,12 +497,25 @@ class Platform:
     log_target: str
     # The kernel's process-event connector works only in the initial network namespace.
     track_process: bool
+    packages: tuple[str, ...]
+    guest_agent: bool
+    # Lab nodes share the host's /etc/runlevels and /etc/sysctl.d: leave them alone there.
+    enable_at_boot: bool
+    persist_sysctl: bool
 
     @staticmethod
     def of(name: str) -> Platform:
         if name == "lab":
-            return Platform("lab", "/var/lib/haproxy", "haproxy", "/dev/log", track_process=False)
-        return Platform("proxmox", "/var/lib/haproxy", "haproxy", "/dev/log", track_process=True)
+            return Platform(
+                "lab", "/var/lib/haproxy", "haproxy", "/dev/log", track_process=False,
+                packages=("haproxy", "keepalived"), guest_agent=False, enable_at_boot=False,
+                persist_sysctl=False,
+            )
+        return Platform(
+            "proxmox", "/var/lib/haproxy", "haproxy", "/dev/log", track_process=True,
+            packages=("haproxy", "keepalived", "qemu-guest-agent"), guest_agent=True,
+            enable_at_boot=True, persist_sysctl=True,
+        )
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import jinja2
 
-from .model import Cluster, Node
+from .model import ALPINE_REPOSITORIES, Cluster, Node, content_hash
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
 
@@ -25,6 +25,9 @@ class Paths:
     state_dir: str = "/run/haproxy-ha"
     state_file: str = "/run/haproxy-ha/vrrp-state"
     state_log: str = "/var/log/keepalived-state-change.log"
+    stage_dir: str = "/var/lib/haproxy-ha/staged"
+    haproxy_pidfile: str = "/run/haproxy.pid"
+    keepalived_pidfile: str = "/run/keepalived.pid"
 
 
 PATHS = Paths()
@@ -114,6 +117,110 @@ def render_node(
             "check_haproxy.sh", paths.check_script, "0755", render("scripts/check_haproxy.sh.j2"), secret=False
         ),
     )
+
+
+@dataclass(frozen=True)
+class ApplyFile:
+    """A staged file the apply script installs, with the command that validates it first."""
+
+    name: str
+    path: str
+    mode: str
+    validator: str | None = None
+
+    @property
+    def validate(self) -> str | None:
+        if self.validator is None:
+            return None
+        return f'{self.validator} "{self.path}.new"'
+
+
+@dataclass(frozen=True)
+class ServiceApply:
+    """How one service takes new files: what to validate, how to reload, what healthy means."""
+
+    name: str
+    files: tuple[ApplyFile, ...]
+    pidfile: str
+    comm: str
+    reload_signal: str
+    new_worker: bool
+    ports: tuple[int, ...]
+    health_url: str | None
+    health_seconds: int
+    settle_seconds: int
+
+
+def service_applies(cluster: Cluster, paths: Paths = PATHS) -> tuple[ServiceApply, ServiceApply]:
+    """HAProxy first (it must serve before keepalived may hold the VIP), then keepalived."""
+    haproxy = ServiceApply(
+        name="haproxy",
+        files=(ApplyFile("haproxy.cfg", paths.haproxy_cfg, "0640", "haproxy -dW -c -f"),),
+        pidfile=paths.haproxy_pidfile,
+        comm="haproxy",
+        # Master-worker reload: new workers take the sockets, old ones finish their connections.
+        reload_signal="USR2",
+        new_worker=True,
+        ports=cluster.listen_ports,
+        health_url=f"http://127.0.0.1:{cluster.health_port}/healthz",
+        health_seconds=15,
+        settle_seconds=1,
+    )
+    keepalived = ServiceApply(
+        name="keepalived",
+        files=(
+            ApplyFile("notify.sh", paths.notify_script, "0755", "sh -n"),
+            ApplyFile("check_haproxy.sh", paths.check_script, "0755", "sh -n"),
+            ApplyFile("keepalived.conf", paths.keepalived_conf, "0640", "keepalived -t -f"),
+        ),
+        pidfile=paths.keepalived_pidfile,
+        comm="keepalived",
+        reload_signal="HUP",
+        new_worker=False,
+        ports=(),
+        health_url=None,
+        health_seconds=10,
+        settle_seconds=2,
+    )
+    return haproxy, keepalived
+
+
+def render_scripts(
+    cluster: Cluster, node: Node, paths: Paths = PATHS, template_dir: Path = TEMPLATES
+) -> dict[str, str]:
+    """The node's provisioning scripts: bootstrap, install, apply-haproxy, apply-keepalived."""
+    env = _environment(template_dir)
+    platform = cluster.platform
+    base = {"node": node, "paths": paths, "platform": platform}
+    scripts = {
+        "bootstrap.sh": env.get_template("scripts/bootstrap.sh.j2").render(base),
+        "install.sh": env.get_template("scripts/install.sh.j2").render(
+            base,
+            packages=platform.packages,
+            apk_repositories=ALPINE_REPOSITORIES,
+            guest_agent=platform.guest_agent,
+            enable_at_boot=platform.enable_at_boot,
+            persist_sysctl=platform.persist_sysctl,
+        ),
+    }
+    for svc in service_applies(cluster, paths):
+        scripts[f"apply-{svc.name}.sh"] = env.get_template("scripts/apply.sh.j2").render(base, svc=svc)
+    return scripts
+
+
+def stage_command(f: RenderedFile, paths: Paths = PATHS) -> str:
+    """The command that stores a file (arriving on stdin) in the node's staging directory.
+
+    For a file holding a secret, stdin is a secret and shows as [secret] in a preview; the
+    redacted text rides along as a no-op heredoc so `pulumi preview --diff` still shows
+    what changes, line by line, without the secret.
+    """
+    staged = f"{paths.stage_dir}/{f.name}"
+    store = f'set -eu; umask 077; mkdir -p {paths.stage_dir}; cat > "{staged}.tmp"; mv -f "{staged}.tmp" "{staged}"'
+    if not f.secret:
+        return store
+    marker = "HAPROXY_HA_PREVIEW_" + content_hash(f.redacted)
+    return f": <<'{marker}'\n{f.redacted}{marker}\n{store}"
 
 
 def render_cluster(cluster: Cluster, **kwargs) -> dict[str, tuple[RenderedFile, ...]]:

@@ -15,7 +15,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 
 from components.model import Secrets, build_cluster
-from components.render import render_cluster, render_node
+from components.render import RenderedFile, render_cluster, render_node, render_scripts
 from components.validate import check_haproxy, check_keepalived, check_shell
 from tests.conftest import VALIDATED, requires_daemons, stack_config
 from tests.strategies import clusters
@@ -99,10 +99,13 @@ def test_lab_has_no_track_process_and_nopreempt_faults():
 @pytest.mark.parametrize("stack", ["prod", "lab"])
 def test_scripts_pass_busybox_and_shellcheck(stack):
     cluster = build_cluster(stack, stack_config(stack), Secrets(STATS_PW))
-    for f in render_node(cluster, cluster.nodes[0]):
-        if f.name.endswith(".sh"):
-            result = check_shell(f)
-            assert result.ok, f"{f.name}: {result.detail}"
+    node = cluster.nodes[0]
+    scripts = [f for f in render_node(cluster, node) if f.name.endswith(".sh")]
+    scripts += [RenderedFile(n, n, "0755", t, False) for n, t in render_scripts(cluster, node).items()]
+    assert len(scripts) == 6
+    for f in scripts:
+        result = check_shell(f)
+        assert result.status == "ok", f"{f.name}: {result.detail}"
 
 
 def free_port() -> int:
@@ -167,7 +170,8 @@ def test_render_cli_writes_every_node_and_validates(tmp_path):
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     for node in ("k3s-lb-01", "k3s-lb-02", "k3s-lb-03"):
-        for name in ("haproxy.cfg", "keepalived.conf", "notify.sh", "check_haproxy.sh"):
+        for name in ("haproxy.cfg", "keepalived.conf", "notify.sh", "check_haproxy.sh", "bootstrap.sh",
+                     "install.sh", "apply-haproxy.sh", "apply-keepalived.sh"):
             assert (out / node / name).is_file()
     assert oct((out / "k3s-lb-01" / "haproxy.cfg").stat().st_mode & 0o777) == "0o640"
     assert "statsPassword is a placeholder" in proc.stderr

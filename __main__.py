@@ -1,0 +1,20 @@
+"""haproxy-ha: read config -> validated model -> HaCluster -> exports."""
+
+import pulumi
+
+from components.cluster import HaCluster, HaClusterArgs
+from components.model import ConfigError
+from components.settings import load_settings
+
+try:
+    settings = load_settings(pulumi.get_stack())
+except ConfigError as exc:  # one line naming the key; nothing has been declared yet
+    raise pulumi.RunError(str(exc)) from None
+
+cluster = HaCluster("haproxy-ha", HaClusterArgs(settings))
+pulumi.export("vip", cluster.vip)
+pulumi.export("vipHolder", settings.cluster.vip_holder.name)
+pulumi.export("statsUrl", cluster.stats_url)
+pulumi.export("nodes", cluster.node_addresses)
+pulumi.export("configHashes", cluster.config_hashes)
+pulumi.export("rolloutOrder", cluster.rollout)

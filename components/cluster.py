@@ -1,0 +1,75 @@
+"""HaCluster: the machines, the nodes in rolling order, and the cluster's outputs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pulumi
+
+from .machines import Machine
+from .node import HaNode, HaNodeArgs
+from .settings import Settings
+
+
+@dataclass(frozen=True)
+class HaClusterArgs:
+    settings: Settings
+
+
+def _machines(name: str, settings: Settings, parent: pulumi.Resource) -> dict[str, Machine]:
+    cluster = settings.cluster
+    opts = pulumi.ResourceOptions(parent=parent)
+    if cluster.spec.platform == "lab":
+        from .labnode import LabNodes, LabNodesArgs
+
+        return LabNodes(f"{name}-lab", LabNodesArgs(cluster), opts).machines
+    from .vm import ProxmoxVms, ProxmoxVmsArgs
+
+    insecure = str(settings.proxmox.get("insecure", "false")).lower() == "true"
+    return ProxmoxVms(
+        f"{name}-pve",
+        ProxmoxVmsArgs(cluster, str(settings.proxmox["endpoint"]), insecure, settings.proxmox_api_token),
+        opts,
+    ).machines
+
+
+class HaCluster(pulumi.ComponentResource):
+    """N nodes behind one VIP. Config changes roll out backups first, the VIP holder last,
+    each node's apply gated on the previous node's health check."""
+
+    def __init__(self, name: str, args: HaClusterArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("haproxy-ha:index:HaCluster", name, None, opts)
+        cluster = args.settings.cluster
+        machines = _machines(name, args.settings, self)
+
+        self.nodes: dict[str, HaNode] = {}
+        previous: HaNode | None = None
+        for node in cluster.rollout_order:
+            previous = HaNode(
+                f"{name}-{node.name}",
+                HaNodeArgs(
+                    cluster=cluster,
+                    node=node,
+                    machine=machines[node.name],
+                    private_key=args.settings.ssh_private_key,
+                    after=previous.ready if previous else None,
+                ),
+                pulumi.ResourceOptions(parent=self),
+            )
+            self.nodes[node.name] = previous
+
+        spec = cluster.spec
+        self.vip = str(spec.cluster.vip.ip)
+        self.stats_url = f"http://{self.vip}:{spec.haproxy.stats.port}/"
+        self.node_addresses = {n.name: str(n.address.ip) for n in cluster.nodes}
+        self.config_hashes = {n: h.config_hash for n, h in sorted(self.nodes.items())}
+        self.rollout = [n.name for n in cluster.rollout_order]
+        self.register_outputs(
+            {
+                "vip": self.vip,
+                "statsUrl": self.stats_url,
+                "nodes": self.node_addresses,
+                "configHashes": self.config_hashes,
+                "rolloutOrder": self.rollout,
+            }
+        )

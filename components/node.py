@@ -1,0 +1,99 @@
+"""One node's remote steps: bootstrap, install, staged files, and the safe apply of each service."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pulumi
+from pulumi_command import remote
+
+from .machines import Machine
+from .model import Cluster, Node, content_hash
+from .render import render_node, render_scripts, service_applies, stage_command
+
+SECRET_OUTPUTS = ["stdout", "stderr"]
+
+
+@dataclass(frozen=True)
+class HaNodeArgs:
+    cluster: Cluster
+    node: Node
+    machine: Machine
+    private_key: pulumi.Input[str]
+    # The previous node's last apply step: this node's apply waits for its health gate.
+    after: pulumi.Resource | None = None
+
+
+class HaNode(pulumi.ComponentResource):
+    """Provisions one node and applies its files; `ready` completes when it is healthy."""
+
+    ready: remote.Command
+    config_hash: str
+
+    def __init__(self, name: str, args: HaNodeArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("haproxy-ha:index:HaNode", name, None, opts)
+        cluster, node, machine = args.cluster, args.node, args.machine
+        files = render_node(cluster, node)
+        scripts = render_scripts(cluster, node)
+        self.config_hash = content_hash(*(f.text for f in files))
+
+        def connection(dial_error_limit: int) -> remote.ConnectionArgs:
+            return remote.ConnectionArgs(
+                host=machine.address,
+                port=machine.port,
+                user="root",
+                private_key=args.private_key,
+                dial_error_limit=dial_error_limit,
+                per_dial_timeout=10,
+            )
+
+        # A replaced machine is a fresh one: every step must run again on it.
+        triggers = [machine.resource.id]
+
+        def command(step: str, depends_on: list[pulumi.Resource], secret_output: bool = False, **kw) -> remote.Command:
+            return remote.Command(
+                f"{name}-{step}",
+                connection=kw.pop("connection", connection(10)),
+                triggers=triggers,
+                add_previous_output_in_env=False,
+                **kw,
+                opts=pulumi.ResourceOptions(
+                    parent=self,
+                    depends_on=depends_on,
+                    additional_secret_outputs=SECRET_OUTPUTS if secret_output else None,
+                ),
+            )
+
+        bootstrap = command(
+            "bootstrap", [machine.resource], connection=connection(machine.dial_error_limit),
+            create="sh -s", stdin=scripts["bootstrap.sh"],
+        )
+        install = command("install", [bootstrap], create="sh -s", stdin=scripts["install.sh"])
+
+        staged: dict[str, remote.Command] = {}
+        for f in files:
+            staged[f.name] = command(
+                f"file-{f.name.replace('.', '-').replace('_', '-')}",
+                [install],
+                secret_output=f.secret,
+                create=stage_command(f),
+                stdin=pulumi.Output.secret(f.text) if f.secret else f.text,
+            )
+
+        previous: list[pulumi.Resource] = [args.after] if args.after is not None else []
+        by_name = {f.name: f for f in files}
+        for svc in service_applies(cluster):
+            svc_hash = content_hash(*(by_name[a.name].text for a in svc.files))
+            previous = [
+                command(
+                    f"apply-{svc.name}",
+                    [*(staged[a.name] for a in svc.files), *previous],
+                    # Validator output may quote config lines.
+                    secret_output=any(by_name[a.name].secret for a in svc.files),
+                    # The content hash makes the step run again exactly when its files change.
+                    create=f"sh -s -- {svc.name}={svc_hash}",
+                    stdin=scripts[f"apply-{svc.name}.sh"],
+                )
+            ]
+        self.ready = previous[0]
+        self.register_outputs({"address": machine.address, "configHash": self.config_hash})

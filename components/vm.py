@@ -1,0 +1,122 @@
+"""Proxmox side: the Alpine cloud image on each PVE host and one VM per node."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import pulumi
+import pulumi_proxmoxve as proxmoxve
+from pulumi_proxmoxve import download
+
+from .machines import Machine
+from .model import Cluster
+
+
+@dataclass(frozen=True)
+class ProxmoxVmsArgs:
+    cluster: Cluster
+    endpoint: str
+    insecure: bool
+    api_token: pulumi.Input[str]
+
+
+def image_file_name(url: str) -> str:
+    return url.rsplit("/", 1)[1]
+
+
+def vm_args(cluster: Cluster, index: int, image_id: pulumi.Input[str]) -> dict[str, Any]:
+    """The VmLegacy arguments of one node: pure, so tests can read them without Pulumi."""
+    spec, vm = cluster.spec, cluster.spec.vm
+    node = cluster.nodes[index]
+    return dict(
+        node_name=node.host,
+        name=node.name,
+        vm_id=(vm.vm_id_base + index) if vm.vm_id_base is not None else None,
+        description=f"haproxy-ha node {node.name} (stack {cluster.stack}); managed by Pulumi",
+        # PVE stores tags sorted and lower-case; anything else shows a diff on every preview.
+        tags=sorted({"haproxy-ha", cluster.stack.lower()}),
+        on_boot=True,
+        started=True,
+        stop_on_destroy=True,
+        operating_system=proxmoxve.VmLegacyOperatingSystemArgs(type="l26"),
+        agent=proxmoxve.VmLegacyAgentArgs(enabled=True, type="virtio"),
+        cpu=proxmoxve.VmLegacyCpuArgs(cores=vm.cores, type="x86-64-v2-AES"),
+        memory=proxmoxve.VmLegacyMemoryArgs(dedicated=vm.memory_mi_b),
+        disks=[
+            proxmoxve.VmLegacyDiskArgs(
+                interface="virtio0",
+                datastore_id=vm.datastore,
+                import_from=image_id,
+                size=vm.disk_gi_b,
+                discard="on",
+                iothread=True,
+            )
+        ],
+        network_devices=[proxmoxve.VmLegacyNetworkDeviceArgs(bridge=vm.bridge, model="virtio")],
+        # The Alpine cloud image logs to the serial console.
+        serial_devices=[proxmoxve.VmLegacySerialDeviceArgs(device="socket")],
+        initialization=proxmoxve.VmLegacyInitializationArgs(
+            datastore_id=vm.datastore,
+            ip_configs=[
+                proxmoxve.VmLegacyInitializationIpConfigArgs(
+                    ipv4=proxmoxve.VmLegacyInitializationIpConfigIpv4Args(
+                        address=str(node.address), gateway=str(spec.cluster.gateway)
+                    )
+                )
+            ],
+            dns=proxmoxve.VmLegacyInitializationDnsArgs(servers=[str(s) for s in spec.cluster.dns]),
+            user_account=proxmoxve.VmLegacyInitializationUserAccountArgs(
+                username="root", keys=[(spec.ssh_public_key or "").strip()]
+            ),
+        ),
+    )
+
+
+class ProxmoxVms(pulumi.ComponentResource):
+    """The image, downloaded once per PVE host, and one VM per node on its host."""
+
+    machines: dict[str, Machine]
+
+    def __init__(self, name: str, args: ProxmoxVmsArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("haproxy-ha:index:ProxmoxVms", name, None, opts)
+        cluster, vm = args.cluster, args.cluster.spec.vm
+        provider = proxmoxve.Provider(
+            f"{name}-provider",
+            endpoint=args.endpoint,
+            insecure=args.insecure,
+            api_token=args.api_token,
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        child = pulumi.ResourceOptions(parent=self, provider=provider)
+        images: dict[str, download.File] = {}
+        for host in sorted({n.host for n in cluster.nodes}):
+            images[host] = download.File(
+                f"{name}-image-{host}",
+                node_name=host,
+                content_type="import",
+                datastore_id=vm.image_datastore,
+                url=vm.image_url,
+                file_name=image_file_name(vm.image_url),
+                checksum=vm.image_checksum,
+                checksum_algorithm="sha512",
+                overwrite=False,
+                opts=child,
+            )
+        self.vms: dict[str, proxmoxve.VmLegacy] = {}
+        self.machines = {}
+        for node in cluster.nodes:
+            resource = proxmoxve.VmLegacy(
+                f"{name}-{node.name}",
+                **vm_args(cluster, node.index, images[node.host].id),
+                opts=pulumi.ResourceOptions.merge(
+                    child,
+                    pulumi.ResourceOptions(
+                        # PVE fills these in after creation; they are not ours to diff.
+                        ignore_changes=["macAddresses", "networkDevices[0].macAddress"],
+                    ),
+                ),
+            )
+            self.vms[node.name] = resource
+            self.machines[node.name] = Machine(str(node.address.ip), 22, resource, dial_error_limit=100)
+        self.register_outputs({"vmIds": {n: v.vm_id for n, v in self.vms.items()}})

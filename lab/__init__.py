@@ -1,0 +1,1 @@
+"""The local platform: lab nodes in network namespaces and the replay runner."""

@@ -1,0 +1,172 @@
+"""The Pulumi program under mocks: what it declares for the prod stack, and how changes plan."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+
+from components.model import Secrets, build_cluster
+from lab.plan import plan
+from tests.conftest import stack_config
+from tests.program_support import API_TOKEN, STATS_PW, private_key, run
+
+VM = "proxmoxve:index/vmLegacy:VmLegacy"
+IMAGE = "proxmoxve:download/file:File"
+CMD = "command:remote:Command"
+
+
+@pytest.fixture(scope="module")
+def prod_run():
+    return run()
+
+
+def test_three_vms_one_per_host_with_the_seed_sizing(prod_run):
+    vms = {r.inputs["name"]: r.inputs for r in prod_run.by_type(VM)}
+    assert {n: v["nodeName"] for n, v in vms.items()} == {
+        "k3s-lb-01": "r730", "k3s-lb-02": "r630", "k3s-lb-03": "r420",
+    }
+    for name, vm in vms.items():
+        assert vm["cpu"]["cores"] == 1, name
+        assert vm["memory"]["dedicated"] == 512, name
+        assert vm["agent"] == {"enabled": True, "type": "virtio"}, name
+        assert vm["onBoot"] is True and vm["tags"] == sorted(vm["tags"]), name
+        disk = vm["disks"][0]
+        assert disk["interface"] == "virtio0" and disk["datastoreId"] == "local-lvm" and disk["size"] == 4
+        init = vm["initialization"]
+        assert init["userAccount"]["keys"][0].startswith("ssh-ed25519 ")
+        assert init["dns"]["servers"] == ["172.18.10.1"]
+    expected = {"k3s-lb-01": "172.18.10.11/24", "k3s-lb-02": "172.18.10.12/24", "k3s-lb-03": "172.18.10.13/24"}
+    for name, address in expected.items():
+        ipv4 = vms[name]["initialization"]["ipConfigs"][0]["ipv4"]
+        assert ipv4 == {"address": address, "gateway": "172.18.10.1"}, name
+
+
+def test_the_image_is_downloaded_once_per_host_verified_by_sha512(prod_run):
+    images = prod_run.by_type(IMAGE)
+    assert sorted(i.inputs["nodeName"] for i in images) == ["r420", "r630", "r730"]
+    for image in images:
+        assert image.inputs["contentType"] == "import"
+        assert image.inputs["datastoreId"] == "local"
+        assert image.inputs["checksumAlgorithm"] == "sha512" and len(image.inputs["checksum"]) == 128
+        assert "/v3.21/" in image.inputs["url"] and image.inputs["fileName"].endswith(".qcow2")
+    vm_by_host = {r.inputs["nodeName"]: r for r in prod_run.by_type(VM)}
+    for image in images:
+        assert vm_by_host[image.inputs["nodeName"]].inputs["disks"][0]["importFrom"] == f"{image.name}-id"
+
+
+def test_apply_order_backups_first_holder_last_each_gated_on_the_previous(prod_run):
+    urn = {r.name: r.urn for r in prod_run.resources}
+    deps = {r.name: set(r.dependencies) for r in prod_run.resources}
+    order = ["k3s-lb-03", "k3s-lb-02", "k3s-lb-01"]
+    assert prod_run.outputs["rolloutOrder"] == order
+    assert prod_run.outputs["vipHolder"] == "k3s-lb-01"
+    for prev, node in zip(order, order[1:], strict=False):
+        gate = urn[f"haproxy-ha-{prev}-apply-keepalived"]
+        assert gate in deps[f"haproxy-ha-{node}-apply-haproxy"], f"{node} is not gated on {prev}"
+    assert not any("apply" in d for d in map(str, deps["haproxy-ha-k3s-lb-03-apply-haproxy"]))
+    for node in order:
+        assert urn[f"haproxy-ha-{node}-apply-haproxy"] in deps[f"haproxy-ha-{node}-apply-keepalived"]
+        assert urn[f"haproxy-ha-{node}-file-haproxy-cfg"] in deps[f"haproxy-ha-{node}-apply-haproxy"]
+        assert urn[f"haproxy-ha-{node}-install"] in deps[f"haproxy-ha-{node}-file-haproxy-cfg"]
+        assert urn[f"haproxy-ha-{node}-bootstrap"] in deps[f"haproxy-ha-{node}-install"]
+
+
+@pytest.mark.parametrize("vrrp_password", [None, "k33pal1v"])
+def test_no_secret_in_any_command_string_and_secret_outputs_marked(vrrp_password):
+    declared = run(vrrp_password=vrrp_password)
+    cluster = build_cluster("prod", stack_config("prod"), Secrets(STATS_PW, vrrp_password))
+    secrets = [STATS_PW, cluster.stats_password_hash, API_TOKEN, private_key().strip().splitlines()[1]]
+    if vrrp_password:
+        secrets.append(vrrp_password)
+    for r in declared.resources:
+        for key in ("create", "update", "delete"):
+            text = str(r.inputs.get(key, ""))
+            for secret in secrets:
+                assert secret not in text, f"{r.urn}: {key} holds a secret"
+        if r.type == CMD:
+            assert "connection" in r.secret_inputs, f"{r.urn}: the private key travels unmarked"
+            assert r.inputs.get("addPreviousOutputInEnv") is False
+            stdin = str(r.inputs.get("stdin", ""))
+            if any(s in stdin for s in secrets):
+                assert "stdin" in r.secret_inputs, f"{r.urn}: secret stdin not marked secret"
+                assert {"stdout", "stderr"} <= set(r.additional_secret_outputs), r.urn
+    provider = next(r for r in declared.resources if r.type == "pulumi:providers:proxmoxve")
+    assert "apiToken" in provider.secret_inputs
+    haproxy_cfg = declared.by_name("haproxy-ha-k3s-lb-01-file-haproxy-cfg")
+    assert "stdin" in haproxy_cfg.secret_inputs
+    # The preview still shows the file, redacted.
+    assert "user admin password <redacted>" in haproxy_cfg.inputs["create"]
+
+
+def test_running_twice_declares_identical_inputs(prod_run):
+    again = run()
+    assert {r.urn: r.inputs for r in again.resources} == {r.urn: r.inputs for r in prod_run.resources}
+    assert len(again.resources) == len(prod_run.resources)
+    assert all(step.op == "same" for step in plan(prod_run, again))
+
+
+def changed(old, new) -> dict[str, str]:
+    return {s.resource.name: s.op for s in plan(old, new) if s.op != "same"}
+
+
+def test_a_backend_change_touches_only_haproxy_files_and_applies(prod_run):
+    cfg = stack_config("prod")
+    cfg["haproxy-ha:haproxy"]["backends"][1]["servers"][0]["address"] = "10.0.0.99:5001"
+    diff = changed(prod_run, run(cfg))
+    nodes = ("k3s-lb-01", "k3s-lb-02", "k3s-lb-03")
+    assert diff == {
+        **{f"haproxy-ha-{n}-file-haproxy-cfg": "update" for n in nodes},
+        **{f"haproxy-ha-{n}-apply-haproxy": "update" for n in nodes},
+    }
+
+
+def test_a_priority_change_touches_only_that_nodes_keepalived_steps(prod_run):
+    cfg = stack_config("prod")
+    cfg["haproxy-ha:cluster"]["nodes"][1]["priority"] = 140
+    diff = changed(prod_run, run(cfg))
+    assert diff == {
+        "haproxy-ha-k3s-lb-02-file-keepalived-conf": "update",
+        "haproxy-ha-k3s-lb-02-apply-keepalived": "update",
+    }
+
+
+def test_moving_a_node_to_another_host_replaces_its_vm_and_reprovisions_it(prod_run):
+    cfg = stack_config("prod")
+    cfg["haproxy-ha:cluster"]["nodes"][2]["host"] = "r640"
+    diff = changed(prod_run, run(cfg))
+    assert diff["haproxy-ha-pve-k3s-lb-03"] == "replace"
+    assert diff["haproxy-ha-pve-image-r640"] == "create" and diff["haproxy-ha-pve-image-r420"] == "delete"
+    # The new VM's id is only known once it exists: a new trigger, so every step reruns on it.
+    for step in ("bootstrap", "install", "file-haproxy-cfg", "apply-haproxy", "apply-keepalived"):
+        assert diff[f"haproxy-ha-k3s-lb-03-{step}"] == "replace", step
+    assert not any(k.startswith(("haproxy-ha-k3s-lb-01", "haproxy-ha-k3s-lb-02")) for k in diff)
+
+
+def test_five_nodes_without_code_changes():
+    cfg = stack_config("prod")
+    nodes = cfg["haproxy-ha:cluster"]["nodes"]
+    hosts = ["r730", "r630", "r420", "r730", "r630"]
+    cfg["haproxy-ha:cluster"]["nodes"] = [
+        {"name": f"lb-{i + 1}", "host": hosts[i], "address": f"172.18.10.{11 + i}/24"} for i in range(5)
+    ]
+    assert len(nodes) == 3
+    declared = run(cfg)
+    assert len(declared.by_type(VM)) == 5
+    assert declared.outputs["rolloutOrder"] == ["lb-5", "lb-4", "lb-3", "lb-2", "lb-1"]
+    assert len([r for r in declared.by_type(CMD) if r.name.endswith("apply-keepalived")]) == 5
+
+
+def test_invalid_config_stops_before_any_resource():
+    cfg = copy.deepcopy(stack_config("prod"))
+    cfg["haproxy-ha:cluster"]["virtualRouterId"] = 999
+    with pytest.raises(Exception, match=r"haproxy-ha:cluster\.virtualRouterId: 999"):
+        run(cfg)
+
+
+def test_missing_secret_names_the_key():
+    from lab.program import declare
+    from tests.program_support import SECRET_KEYS
+
+    with pytest.raises(Exception, match=r"haproxy-ha:statsPassword: required"):
+        declare("prod", stack_config("prod"), SECRET_KEYS)
