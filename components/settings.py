@@ -58,6 +58,8 @@ def load_settings(stack: str) -> Settings:
             "(`pulumi config set --secret haproxy-ha:sshPrivateKey < key`)",
         )
     cluster = build_cluster(stack, plain, Secrets(stats, vrrp))
+    if cluster.spec.platform == "lab" and not cluster.spec.ssh_public_key:
+        raise ConfigError(f"{PROJECT}:sshPublicKey", "required on platform lab (the nodes' authorized key)")
     proxmox = {
         k.partition(":")[2]: v for k, v in raw.items() if k.startswith("proxmoxve:") and k != "proxmoxve:apiToken"
     }

@@ -36,6 +36,23 @@ class Declared:
     additional_secret_outputs: tuple[str, ...]
     ignore_changes: tuple[str, ...]
     provider: str
+    delete_before_replace: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "urn": self.urn, "type": self.type, "name": self.name, "parent": self.parent,
+            "inputs": self.inputs, "secret_inputs": sorted(self.secret_inputs),
+            "dependencies": list(self.dependencies), "delete_before_replace": self.delete_before_replace,
+        }
+
+    @staticmethod
+    def from_json(data: dict[str, Any]) -> Declared:
+        return Declared(
+            urn=data["urn"], type=data["type"], name=data["name"], parent=data["parent"],
+            inputs=data["inputs"], secret_inputs=frozenset(data["secret_inputs"]),
+            dependencies=tuple(data["dependencies"]), additional_secret_outputs=(), ignore_changes=(),
+            provider="", delete_before_replace=data["delete_before_replace"],
+        )
 
 
 @dataclass
@@ -107,6 +124,7 @@ class _RecordingMonitor(pulumi_mocks.MockMonitor):
                 additional_secret_outputs=tuple(request.additionalSecretOutputs),
                 ignore_changes=tuple(request.ignoreChanges),
                 provider=request.provider,
+                delete_before_replace=request.deleteBeforeReplace,
             )
         )
         return response

@@ -1,0 +1,100 @@
+"""Lab machines (platform: lab): network namespaces on this host instead of Proxmox VMs.
+
+Declared as `local.Command`s that call `lab/labctl.py`; the replay runner (`python -m lab`)
+executes them. See ../lab/README.md.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import shlex
+from dataclasses import dataclass
+from pathlib import Path
+
+import pulumi
+from pulumi_command import local
+
+from .machines import Machine
+from .model import Cluster
+
+PROJECT_DIR = str(Path(__file__).resolve().parent.parent)
+
+
+def lab_prefix(stack: str) -> str:
+    """Namespace names of this stack's lab: short, and distinct per stack."""
+    return "hha-" + "".join(c for c in stack.lower() if c.isalnum())[:12]
+
+
+def labctl(*args: str) -> str:
+    return "python3 -m lab.labctl " + " ".join(shlex.quote(a) for a in args)
+
+
+def lab_backends(cluster: Cluster) -> dict[str, list[int]]:
+    """Backend hosts inside the lab subnet and their ports: the lab runs a web server for each."""
+    network = cluster.spec.cluster.vip.network
+    found: dict[str, set[int]] = {}
+    for backend in cluster.spec.haproxy.backends:
+        for server in backend.servers:
+            host, _, port = server.address.rpartition(":")
+            try:
+                if ipaddress.IPv4Address(host) in network:
+                    found.setdefault(host, set()).add(int(port))
+            except ipaddress.AddressValueError:
+                continue
+    return {h: sorted(found[h]) for h in sorted(found, key=ipaddress.IPv4Address)}
+
+
+def host_slot(cluster: Cluster, ip: str) -> str:
+    network = cluster.spec.cluster.vip.network
+    return str(int(ipaddress.IPv4Address(ip)) - int(network.network_address))
+
+
+@dataclass(frozen=True)
+class LabNodesArgs:
+    cluster: Cluster
+
+
+class LabNodes(pulumi.ComponentResource):
+    """The lab bridge, one namespace node per cluster node, and the backend web servers."""
+
+    machines: dict[str, Machine]
+
+    def __init__(self, name: str, args: LabNodesArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("haproxy-ha:index:LabNodes", name, None, opts)
+        cluster = args.cluster
+        spec = cluster.spec.cluster
+        prefix = lab_prefix(cluster.stack)
+        prefix_len = spec.vip.network.prefixlen
+        gateway = str(spec.gateway)
+
+        def command(step: str, create: str, delete: str, depends_on: list[pulumi.Resource]) -> local.Command:
+            return local.Command(
+                f"{name}-{step}",
+                create=create,
+                delete=delete,
+                dir=PROJECT_DIR,
+                # The replacement takes the same namespace names: the old one must go first.
+                opts=pulumi.ResourceOptions(parent=self, depends_on=depends_on, delete_before_replace=True),
+            )
+
+        net = command("net", labctl("net-up", prefix, f"{gateway}/{prefix_len}"), labctl("net-down", prefix), [])
+        for host, ports in lab_backends(cluster).items():
+            # Namespaces are named after the host part of the address: stable when others come or go.
+            slot = host_slot(cluster, host)
+            command(
+                f"web-{host}",
+                labctl("web-up", prefix, slot, f"{host}/{prefix_len}", gateway, ",".join(map(str, ports))),
+                labctl("web-down", prefix, slot),
+                [net],
+            )
+        self.machines = {}
+        for node in cluster.nodes:
+            resource = command(
+                f"node-{node.name}",
+                labctl("node-up", prefix, host_slot(cluster, str(node.address.ip)), node.name,
+                       str(node.address), gateway, cluster.spec.ssh_public_key or ""),
+                labctl("node-down", prefix, host_slot(cluster, str(node.address.ip)), node.name),
+                [net],
+            )
+            self.machines[node.name] = Machine(str(node.address.ip), 22, resource, dial_error_limit=30)
+        self.register_outputs({"prefix": prefix})

@@ -1,0 +1,246 @@
+"""Lab machines on this host: network namespaces on a private bridge, each node with its own
+mount, PID and UTS namespace, sshd, /etc/haproxy, /etc/keepalived, /run and /var/log.
+
+Called by the program's `local.Command`s (stdlib only, runs with any python3):
+
+    python3 -m lab.labctl net-up   PREFIX GATEWAY/PLEN
+    python3 -m lab.labctl node-up  PREFIX INDEX NAME ADDRESS/PLEN GATEWAY 'PUBLIC KEY'
+    python3 -m lab.labctl web-up   PREFIX INDEX ADDRESS/PLEN GATEWAY PORT
+    python3 -m lab.labctl node-down|web-down PREFIX INDEX
+    python3 -m lab.labctl net-down PREFIX        (also ends every process in PREFIX's namespaces)
+
+Nothing here touches the host's own network, /etc/ssh, /root/.ssh or services: every link is
+created inside a lab namespace, every file under the lab directory, and only processes inside
+the lab's namespaces are ever signalled.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+LAB_ROOT = Path(os.environ.get("HAPROXY_HA_LAB_DIR", "/var/lib/haproxy-ha-lab"))
+# Directories each node gets privately, bind-mounted over the host's.
+NODE_DIRS = {
+    "etc-haproxy": "/etc/haproxy",
+    "etc-keepalived": "/etc/keepalived",
+    "etc-ssh": "/etc/ssh",
+    "var-lib-haproxy": "/var/lib/haproxy",
+    "var-lib-haproxy-ha": "/var/lib/haproxy-ha",
+    "var-log": "/var/log",
+}
+# PID 1 of a node reaps the daemons that double-fork into the background.
+REAPER = (
+    "import os, time\n"
+    "while True:\n    try:\n        os.wait()\n    except ChildProcessError:\n        time.sleep(1)\n"
+)
+
+
+def sh(*argv: str, check: bool = True, capture: bool = False) -> str:
+    proc = subprocess.run(argv, check=False, capture_output=True, text=True)
+    if check and proc.returncode != 0:
+        raise SystemExit(f"labctl: {' '.join(argv)} failed: {proc.stderr.strip()}")
+    return proc.stdout if capture else ""
+
+
+def lab_dir(prefix: str) -> Path:
+    return LAB_ROOT / prefix
+
+
+def netns(prefix: str, role: str) -> str:
+    return f"{prefix}-{role}"
+
+
+def namespaces(prefix: str) -> list[str]:
+    out = sh("ip", "netns", "list", capture=True)
+    names = [line.split()[0] for line in out.splitlines() if line.strip()]
+    return [n for n in names if n.startswith(prefix + "-")]
+
+
+def kill_namespace_processes(ns: str) -> None:
+    """SIGKILL every process in a lab namespace: all of them were started by the lab."""
+    for _ in range(20):
+        pids = [int(p) for p in sh("ip", "netns", "pids", ns, check=False, capture=True).split()]
+        if not pids:
+            return
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        time.sleep(0.1)
+
+
+def attach(prefix: str, role: str, port: str, address: str, gateway: str | None) -> str:
+    """A namespace with eth0 on the lab bridge (the veth is created inside the namespaces)."""
+    ns, bridge = netns(prefix, role), netns(prefix, "br")
+    if ns in namespaces(prefix):
+        raise SystemExit(f"labctl: namespace {ns} already exists")
+    sh("ip", "netns", "add", ns)
+    sh("ip", "-n", bridge, "link", "add", port, "type", "veth", "peer", "name", "eth0", "netns", ns)
+    sh("ip", "-n", bridge, "link", "set", port, "master", "br0", "up")
+    sh("ip", "-n", ns, "link", "set", "lo", "up")
+    sh("ip", "-n", ns, "addr", "add", address, "dev", "eth0")
+    sh("ip", "-n", ns, "link", "set", "eth0", "up")
+    if gateway:
+        sh("ip", "-n", ns, "route", "add", "default", "via", gateway)
+    return ns
+
+
+def net_up(prefix: str, gateway_cidr: str) -> None:
+    bridge = netns(prefix, "br")
+    if bridge in namespaces(prefix):
+        return  # idempotent: the bridge is already there
+    sh("ip", "netns", "add", bridge)
+    sh("ip", "-n", bridge, "link", "add", "br0", "type", "bridge")
+    sh("ip", "-n", bridge, "link", "set", "br0", "up")
+    # The client namespace holds the gateway address: SSH and test traffic start there.
+    attach(prefix, "cl", "cl", gateway_cidr, None)
+    lab_dir(prefix).mkdir(parents=True, exist_ok=True)
+    print(f"lab network {prefix}: bridge {bridge}, client {netns(prefix, 'cl')} at {gateway_cidr}")
+
+
+def net_down(prefix: str) -> None:
+    for ns in namespaces(prefix):
+        kill_namespace_processes(ns)
+    for ns in namespaces(prefix):
+        sh("ip", "netns", "del", ns, check=False)
+    shutil.rmtree(lab_dir(prefix), ignore_errors=True)
+    print(f"lab network {prefix}: removed")
+
+
+def _node_init(node_dir: Path, name: str) -> str:
+    mounts = "\n".join(f'mount --bind "{node_dir / src}" {dst}' for src, dst in NODE_DIRS.items())
+    return textwrap.dedent(
+        """\
+        #!/bin/sh
+        # PID 1 of lab node {name}: private mounts, host name, sshd, then reap orphans.
+        set -eu
+        mount -t tmpfs -o mode=0755 tmpfs /run
+        mkdir -p /run/sshd /run/openrc /run/haproxy
+        {mounts}
+        mount --bind "{node_dir}/hostname" /etc/hostname
+        hostname "{name}"
+        /usr/sbin/sshd -f /etc/ssh/sshd_config -E /var/log/sshd.log
+        exec python3 -c '{reaper}'
+        """
+    ).format(name=name, node_dir=node_dir, mounts=mounts, reaper=REAPER)
+
+
+def _sshd_config(ip: str) -> str:
+    # A fresh machine's permissive defaults; the program's bootstrap step hardens them.
+    return textwrap.dedent(
+        f"""\
+        ListenAddress {ip}
+        Port 22
+        HostKey /etc/ssh/ssh_host_ed25519_key
+        AuthorizedKeysFile /etc/ssh/authorized_keys
+        PermitRootLogin yes
+        PasswordAuthentication yes
+        UsePAM no
+        PidFile /run/sshd.pid
+        """
+    )
+
+
+def node_up(prefix: str, index: str, name: str, address: str, gateway: str, public_key: str) -> None:
+    ip = address.split("/")[0]
+    node_dir = lab_dir(prefix) / "nodes" / name
+    if node_dir.exists():
+        shutil.rmtree(node_dir)
+    for sub in NODE_DIRS:
+        (node_dir / sub).mkdir(parents=True, mode=0o755)
+    for mountpoint in NODE_DIRS.values():  # at most an empty mount point on the host
+        Path(mountpoint).mkdir(parents=True, exist_ok=True)
+    # What the distribution packages put in /etc/haproxy (a fresh machine's starting point).
+    if Path("/etc/haproxy").is_dir():
+        shutil.copytree("/etc/haproxy", node_dir / "etc-haproxy", dirs_exist_ok=True)
+    ssh_dir = node_dir / "etc-ssh"
+    sh("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", f"{name}-host", "-f", str(ssh_dir / "ssh_host_ed25519_key"))
+    (ssh_dir / "sshd_config").write_text(_sshd_config(ip))
+    (ssh_dir / "authorized_keys").write_text(public_key.strip() + "\n")
+    (ssh_dir / "authorized_keys").chmod(0o600)
+    (node_dir / "hostname").write_text("localhost\n")
+    init = node_dir / "init.sh"
+    init.write_text(_node_init(node_dir, name))
+
+    ns = attach(prefix, f"n{index}", f"n{index}", address, gateway)
+    console = open(node_dir / "console.log", "ab")  # noqa: SIM115 - handed to the child
+    proc = subprocess.Popen(
+        ["ip", "netns", "exec", ns, "unshare", "--mount", "--pid", "--uts", "--fork", "--mount-proc",
+         "--propagation", "private", "--kill-child", "sh", str(init)],
+        stdin=subprocess.DEVNULL, stdout=console, stderr=console, start_new_session=True,
+    )
+    (node_dir / "unshare.pid").write_text(f"{proc.pid}\n")
+    _wait_listening(ns, 22, proc, node_dir / "console.log")
+    print(f"lab node {name}: namespace {ns}, {address}, sshd up")
+
+
+def _wait_listening(ns: str, port: int, proc: subprocess.Popen, log: Path, seconds: float = 15) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"labctl: {ns} exited early:\n{log.read_text()[-2000:]}")
+        if sh("ip", "netns", "exec", ns, "ss", "-Hltn", f"sport = :{port}", capture=True, check=False).strip():
+            return
+        time.sleep(0.05)
+    raise SystemExit(f"labctl: nothing listens on port {port} in {ns} after {seconds} s")
+
+
+def node_down(prefix: str, index: str, name: str) -> None:
+    ns = netns(prefix, f"n{index}")
+    if ns in namespaces(prefix):
+        kill_namespace_processes(ns)
+        sh("ip", "netns", "del", ns, check=False)
+    shutil.rmtree(lab_dir(prefix) / "nodes" / name, ignore_errors=True)
+    print(f"lab node {name}: removed")
+
+
+def web_up(prefix: str, index: str, address: str, gateway: str, ports: str) -> None:
+    """A backend web server (busybox httpd, one per port) answering with its own address."""
+    ip = address.split("/")[0]
+    www = lab_dir(prefix) / "web" / index
+    shutil.rmtree(www, ignore_errors=True)
+    (www / "static").mkdir(parents=True)
+    (www / "index.html").write_text(f"backend {ip}\n")
+    (www / "static" / "app.css").write_text(f"/* static from {ip} */\n")
+    ns = attach(prefix, f"w{index}", f"w{index}", address, gateway)
+    for port in ports.split(","):
+        proc = subprocess.Popen(
+            ["ip", "netns", "exec", ns, "busybox", "httpd", "-f", "-p", f"{ip}:{port}", "-h", str(www)],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        )
+        _wait_listening(ns, int(port), proc, www / "index.html")
+    print(f"lab web server {ip}:{ports}: namespace {ns}")
+
+
+def web_down(prefix: str, index: str) -> None:
+    ns = netns(prefix, f"w{index}")
+    if ns in namespaces(prefix):
+        kill_namespace_processes(ns)
+        sh("ip", "netns", "del", ns, check=False)
+    shutil.rmtree(lab_dir(prefix) / "web" / index, ignore_errors=True)
+
+
+COMMANDS = {
+    "net-up": net_up, "net-down": net_down, "node-up": node_up, "node-down": node_down,
+    "web-up": web_up, "web-down": web_down,
+}
+
+
+def main(argv: list[str]) -> None:
+    if not argv or argv[0] not in COMMANDS:
+        raise SystemExit(f"usage: python3 -m lab.labctl {{{','.join(COMMANDS)}}} ARGS...")
+    if os.geteuid() != 0:
+        raise SystemExit("labctl: the lab needs root (network namespaces)")
+    COMMANDS[argv[0]](*argv[1:])
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
