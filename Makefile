@@ -6,7 +6,7 @@ OUT ?= /tmp/haproxy-ha-render
 # Debian packages the tests and the lab use (the real daemons, sshd, OpenRC, script checkers).
 APT_PACKAGES := haproxy keepalived openssh-server openrc shellcheck busybox iproute2 openssl curl procps
 
-.PHONY: setup system-packages venv test lint render
+.PHONY: setup system-packages venv test lint render lab lab-down lab-preview bench
 
 setup: system-packages venv
 
@@ -33,3 +33,18 @@ lint: venv
 
 render: venv
 	$(PY) -m components render $(STACK) --out $(OUT)
+
+# The lab stack on this machine (root): namespaces, real haproxy/keepalived, the program replayed.
+lab: setup
+	$(PY) -m lab up --stack lab
+
+lab-preview: venv
+	$(PY) -m lab preview --stack lab --diff
+
+lab-down: venv
+	$(PY) -m lab down --stack lab
+
+# Measured figures (each bench brings up and tears down its own lab cluster).
+bench: setup
+	$(PY) bench/eval_time.py
+	$(PY) bench/lab_bench.py

@@ -52,7 +52,7 @@ class HaCluster(pulumi.ComponentResource):
                     node=node,
                     machine=machines[node.name],
                     private_key=args.settings.ssh_private_key,
-                    after=previous.ready if previous else None,
+                    after=previous.applies if previous else (),
                 ),
                 pulumi.ResourceOptions(parent=self),
             )

@@ -20,14 +20,16 @@ class HaNodeArgs:
     node: Node
     machine: Machine
     private_key: pulumi.Input[str]
-    # The previous node's last apply step: this node's apply waits for its health gate.
-    after: pulumi.Resource | None = None
+    # The previous node's apply steps. Every apply step here depends on all of them: an
+    # unchanged dependency does not hold anything up, so gating on one step alone would let
+    # a change to another service run on every node at once.
+    after: tuple[pulumi.Resource, ...] = ()
 
 
 class HaNode(pulumi.ComponentResource):
-    """Provisions one node and applies its files; `ready` completes when it is healthy."""
+    """Provisions one node and applies its files; `applies` complete when it is healthy."""
 
-    ready: remote.Command
+    applies: tuple[remote.Command, ...]
     config_hash: str
 
     def __init__(self, name: str, args: HaNodeArgs, opts: pulumi.ResourceOptions | None = None):
@@ -80,20 +82,22 @@ class HaNode(pulumi.ComponentResource):
                 stdin=pulumi.Output.secret(f.text) if f.secret else f.text,
             )
 
-        previous: list[pulumi.Resource] = [args.after] if args.after is not None else []
         by_name = {f.name: f for f in files}
+        applies: list[remote.Command] = []
         for svc in service_applies(cluster):
             svc_hash = content_hash(*(by_name[a.name].text for a in svc.files))
-            previous = [
+            applies.append(
                 command(
                     f"apply-{svc.name}",
-                    [*(staged[a.name] for a in svc.files), *previous],
+                    # Own files, own earlier services (haproxy serves before keepalived may take
+                    # the VIP), and the previous node's health-gated applies.
+                    [*(staged[a.name] for a in svc.files), *applies, *args.after],
                     # Validator output may quote config lines.
                     secret_output=any(by_name[a.name].secret for a in svc.files),
                     # The content hash makes the step run again exactly when its files change.
                     create=f"sh -s -- {svc.name}={svc_hash}",
                     stdin=scripts[f"apply-{svc.name}.sh"],
                 )
-            ]
-        self.ready = previous[0]
+            )
+        self.applies = tuple(applies)
         self.register_outputs({"address": machine.address, "configHash": self.config_hash})

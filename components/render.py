@@ -11,6 +11,7 @@ import jinja2
 
 from .model import ALPINE_REPOSITORIES, Cluster, Node, content_hash
 
+# Looked up at call time, so a test can point it at an altered copy.
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
 
 
@@ -94,10 +95,10 @@ def _context(cluster: Cluster, node: Node, paths: Paths) -> dict:
 
 
 def render_node(
-    cluster: Cluster, node: Node, paths: Paths = PATHS, template_dir: Path = TEMPLATES
+    cluster: Cluster, node: Node, paths: Paths = PATHS, template_dir: Path | None = None
 ) -> tuple[RenderedFile, ...]:
     """Every config file and script of one node, in a stable order."""
-    env = _environment(template_dir)
+    env = _environment(template_dir or TEMPLATES)
     ctx = _context(cluster, node, paths)
 
     def render(template: str) -> str:
@@ -186,10 +187,10 @@ def service_applies(cluster: Cluster, paths: Paths = PATHS) -> tuple[ServiceAppl
 
 
 def render_scripts(
-    cluster: Cluster, node: Node, paths: Paths = PATHS, template_dir: Path = TEMPLATES
+    cluster: Cluster, node: Node, paths: Paths = PATHS, template_dir: Path | None = None
 ) -> dict[str, str]:
     """The node's provisioning scripts: bootstrap, install, apply-haproxy, apply-keepalived."""
-    env = _environment(template_dir)
+    env = _environment(template_dir or TEMPLATES)
     platform = cluster.platform
     base = {"node": node, "paths": paths, "platform": platform}
     scripts = {

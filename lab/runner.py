@@ -12,6 +12,7 @@ from __future__ import annotations
 import difflib
 import json
 import os
+import re
 import secrets
 import shlex
 import subprocess
@@ -26,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from components.labnode import PROJECT_DIR, lab_prefix
+from components.render import redact
 from components.stackfile import read_stack
 
 from . import labctl
@@ -40,6 +42,11 @@ SYMBOL = {"create": "+ ", "update": "~ ", "replace": "+-", "delete": "- "}
 
 class LabError(RuntimeError):
     pass
+
+
+def scrub(text: str) -> str:
+    """Mask crypt hashes and PASS auth in command output (defence in depth)."""
+    return re.sub(r"\$[0-9a-z]+\$\S+", "<redacted>", redact(text))
 
 
 @dataclass
@@ -153,6 +160,7 @@ class Lab:
         new, steps = self.preview(config, replace, diff)
         old = self.load_state()
         applied: dict[str, Declared] = {r.urn: r for r in (old.resources if old else [])}
+        previous_outputs = old.outputs if old else {}
         outcome = Outcome(steps)
         todo = [s for s in steps if s.op in ("create", "update", "replace")]
         deletes = [s for s in steps if s.op == "delete"]
@@ -188,7 +196,7 @@ class Lab:
                     done.add(step.resource.urn)
                     outcome.executed.append(step.resource.name)
                     with self._lock:
-                        self._save_state(applied, order, {})
+                        self._save_state(applied, order, previous_outputs)
             if failure is not None:
                 for future in running:  # let the ones already running finish
                     step = running[future]
@@ -203,7 +211,8 @@ class Lab:
                 self._delete(step.resource)
                 applied.pop(step.resource.urn, None)
         outcome.outputs = new.outputs
-        self._save_state(applied, order, new.outputs if failure is None else {})
+        # A failed update keeps the previous outputs, as Pulumi does.
+        self._save_state(applied, order, new.outputs if failure is None else previous_outputs)
         outcome.seconds = time.monotonic() - started
         if failure is not None:
             raise LabError(f"update failed at {failure}")
@@ -256,7 +265,8 @@ class Lab:
         finally:
             os.unlink(key.name)
         if proc.returncode != 0:
-            detail = "[secret]" if "stdout" in res.additional_secret_outputs else (proc.stderr or proc.stdout).strip()
+            # Like pulumi-command's log stream; secret outputs stay out of the saved state.
+            detail = scrub((proc.stderr or proc.stdout).strip())
             raise LabError(f"exit status {proc.returncode}: {detail[-3000:]}")
         if proc.stderr.strip():
             for line in proc.stderr.strip().splitlines()[-3:]:

@@ -62,8 +62,11 @@ def test_apply_order_backups_first_holder_last_each_gated_on_the_previous(prod_r
     assert prod_run.outputs["rolloutOrder"] == order
     assert prod_run.outputs["vipHolder"] == "k3s-lb-01"
     for prev, node in zip(order, order[1:], strict=False):
-        gate = urn[f"haproxy-ha-{prev}-apply-keepalived"]
-        assert gate in deps[f"haproxy-ha-{node}-apply-haproxy"], f"{node} is not gated on {prev}"
+        # Every apply step waits for every apply step of the previous node: an unchanged
+        # dependency holds nothing up, so one gate alone would not order a change to the other.
+        for step in ("apply-haproxy", "apply-keepalived"):
+            for gate in ("apply-haproxy", "apply-keepalived"):
+                assert urn[f"haproxy-ha-{prev}-{gate}"] in deps[f"haproxy-ha-{node}-{step}"], (node, step, gate)
     assert not any("apply" in d for d in map(str, deps["haproxy-ha-k3s-lb-03-apply-haproxy"]))
     for node in order:
         assert urn[f"haproxy-ha-{node}-apply-haproxy"] in deps[f"haproxy-ha-{node}-apply-keepalived"]
@@ -170,3 +173,27 @@ def test_missing_secret_names_the_key():
 
     with pytest.raises(Exception, match=r"haproxy-ha:statsPassword: required"):
         declare("prod", stack_config("prod"), SECRET_KEYS)
+
+
+def test_the_lab_stack_declares_namespace_nodes_instead_of_vms():
+    cfg = stack_config("lab")
+    cfg["haproxy-ha:sshPublicKey"] = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBB lab@test"
+    declared = run(cfg, stack="lab")
+    assert not declared.by_type(VM) and not declared.by_type(IMAGE)
+    local = {r.name: r.inputs for r in declared.by_type("command:local:Command")}
+    assert set(local) == {
+        "haproxy-ha-lab-net", "haproxy-ha-lab-web-192.0.2.21", "haproxy-ha-lab-web-192.0.2.22",
+        "haproxy-ha-lab-node-k3s-lb-01", "haproxy-ha-lab-node-k3s-lb-02", "haproxy-ha-lab-node-k3s-lb-03",
+    }
+    assert all(i["create"].startswith("python3 -m lab.labctl ") and i["delete"] for i in local.values())
+    assert "192.0.2.11/24" in local["haproxy-ha-lab-node-k3s-lb-01"]["create"]
+    bootstrap = declared.by_name("haproxy-ha-k3s-lb-01-bootstrap").inputs
+    assert bootstrap["connection"]["host"] == "192.0.2.11"
+    # The lab's keepalived has no process tracking: the event connector does not work in a netns.
+    conf = declared.by_name("haproxy-ha-k3s-lb-01-file-keepalived-conf").inputs["stdin"]
+    assert "track_process" not in conf and "chk_haproxy" in conf
+
+
+def test_lab_stack_without_ssh_key_names_the_key():
+    with pytest.raises(Exception, match=r"haproxy-ha:sshPublicKey: required on platform lab"):
+        run(stack_config("lab"), stack="lab")

@@ -1,0 +1,154 @@
+"""Lab benchmarks: failover outages, failed requests during rollouts, converge times.
+
+Brings up its own lab cluster (stack `bench`), measures, tears it down. Needs root.
+    .venv/bin/python bench/lab_bench.py [--trials N] [--advert-int S] [--only NAME ...]
+
+Every figure is client-seen through the VIP from the lab's client namespace:
+  outage = from sending the first failed request to sending the first one that succeeds after
+  it (new connection per request, 4 workers, 5 ms apart each, 0.1 s timeout: a request to a
+  node that vanished hangs until the timeout, so the timeout is the resolution).
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from lab import probe  # noqa: E402
+from lab.runner import Lab  # noqa: E402
+from tests.conftest import stack_config  # noqa: E402
+
+VIP_URL = "http://192.0.2.100:5000/"
+SLOTS = {"k3s-lb-01": "n11", "k3s-lb-02": "n12", "k3s-lb-03": "n13"}
+
+
+def holders(lab: Lab) -> list[str]:
+    out = lab.load_state().outputs
+    return lab.vip_holders(out["vip"], out["nodes"])
+
+
+def settle(lab: Lab) -> None:
+    probe.wait_for(lambda: holders(lab) == ["k3s-lb-01"], 30)
+    probe.wait_for(lambda: probe.http_get(lab, VIP_URL, 1)[0] == 200, 10)
+    time.sleep(1.5)
+
+
+def outage_of(result: dict) -> float:
+    return max(result["outages"], default=0.0) if result["failed"] else 0.0
+
+
+def haproxy_dies(lab: Lab) -> float:
+    ns = lab.ns(SLOTS["k3s-lb-01"])
+    with probe.Load(lab, VIP_URL, workers=4, interval=0.005, timeout=0.1) as load:
+        time.sleep(0.5)
+        probe.kill(ns, "haproxy")
+        probe.wait_for(lambda: holders(lab) == ["k3s-lb-02"], 15)
+        time.sleep(1.5)
+        result = load.stop()
+    probe.wait_for(lambda: not probe.main_pids(ns, "haproxy"), 10)
+    probe.node_exec(ns, "rc-service haproxy start")
+    settle(lab)
+    return outage_of(result)
+
+
+def node_dies(lab: Lab) -> float:
+    bridge = lab.ns("br")
+    with probe.Load(lab, VIP_URL, workers=4, interval=0.005, timeout=0.1) as load:
+        time.sleep(0.5)
+        subprocess.run(["ip", "-n", bridge, "link", "set", SLOTS["k3s-lb-01"], "down"], check=True)
+        try:
+            probe.wait_for(lambda: "k3s-lb-02" in holders(lab), 15)
+            time.sleep(2.5)
+            result = load.stop()
+        finally:
+            subprocess.run(["ip", "-n", bridge, "link", "set", SLOTS["k3s-lb-01"], "up"], check=True)
+    settle(lab)
+    return outage_of(result)
+
+
+def rollout(lab: Lab, configs: list[dict], trial: int) -> dict:
+    """A config-only change (a backend server added or removed) under load."""
+    cfg = configs[trial % 2]
+    with probe.Load(lab, VIP_URL, workers=4) as fresh, probe.Load(lab, VIP_URL, workers=2, keepalive=True) as kept:
+        time.sleep(0.3)
+        started = time.monotonic()
+        outcome = lab.up(cfg)
+        seconds = time.monotonic() - started
+        time.sleep(0.3)
+        new, ka = fresh.stop(), kept.stop()
+    applies = [n for n in outcome.executed if "apply-haproxy" in n]
+    assert len(applies) == 3, applies
+    return {"seconds": seconds, "new": new, "keepalive": ka}
+
+
+def empty_to_serving(lab: Lab) -> float:
+    lab.down()
+    started = time.monotonic()
+    lab.up()
+    probe.wait_for(lambda: probe.http_get(lab, VIP_URL, 1)[0] == 200, 30, interval=0.05)
+    seconds = time.monotonic() - started
+    settle(lab)
+    return seconds
+
+
+def summary(name: str, values: list[float], unit: str = "s") -> str:
+    return (f"{name}: median {statistics.median(values):.2f} {unit}, worst {max(values):.2f} {unit} "
+            f"over {len(values)} trials ({', '.join(f'{v:.2f}' for v in values)})")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--trials", type=int, default=5)
+    parser.add_argument("--advert-int", type=float, default=None)
+    parser.add_argument("--only", nargs="*", default=None)
+    args = parser.parse_args()
+    if os.geteuid() != 0:
+        raise SystemExit("the lab benchmarks need root")
+    base = stack_config("lab")
+    if args.advert_int is not None:
+        base["haproxy-ha:cluster"]["advertInt"] = args.advert_int
+    grown = copy.deepcopy(base)
+    grown["haproxy-ha:haproxy"]["backends"][1]["servers"].append({"name": "app3", "address": "192.0.2.23:8080"})
+    wanted = set(args.only or ["haproxy", "node", "rollout", "empty"])
+
+    print(f"machine: {platform.node()}, {os.cpu_count()} cores, {platform.platform()}, "
+          f"{subprocess.run(['haproxy', '-v'], capture_output=True, text=True).stdout.splitlines()[0]}")
+    lab = Lab("bench", base, log=lambda line: None)
+    try:
+        lab.up()
+        settle(lab)
+        advert = base["haproxy-ha:cluster"].get("advertInt", "default")
+        print(f"cluster: 3 nodes, advert_int {advert}, trials {args.trials}")
+        if "haproxy" in wanted:
+            print(summary("outage, haproxy killed on the VIP holder",
+                          [haproxy_dies(lab) for _ in range(args.trials)]), flush=True)
+        if "node" in wanted:
+            print(summary("outage, VIP holder's link cut (node lost)",
+                          [node_dies(lab) for _ in range(args.trials)]), flush=True)
+        if "rollout" in wanted:
+            runs = [rollout(lab, [grown, base], t) for t in range(args.trials)]
+            for kind in ("new", "keepalive"):
+                failed = sum(r[kind]["failed"] for r in runs)
+                total = sum(r[kind]["total"] for r in runs)
+                per = ", ".join(f"{r[kind]['failed']}/{r[kind]['total']}" for r in runs)
+                print(f"rolling config change, {kind} connections: {failed} failed of {total} requests ({per})")
+            print(summary("config-only rollout across 3 nodes", [r["seconds"] for r in runs]), flush=True)
+            lab.up(base)
+            settle(lab)
+        if "empty" in wanted:
+            print(summary("empty to serving (lab stack)", [empty_to_serving(lab) for _ in range(args.trials)]))
+    finally:
+        lab.down()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,118 @@
+"""Looking into and poking at a running lab: used by the scenario tests and the benchmarks."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from .runner import Lab
+
+PROJECT_DIR = Path(__file__).resolve().parent.parent
+
+
+def ns_pids(ns: str) -> list[int]:
+    out = subprocess.run(["ip", "netns", "pids", ns], capture_output=True, text=True).stdout
+    return [int(p) for p in out.split()]
+
+
+def _status(pid: int) -> dict[str, str]:
+    try:
+        lines = Path(f"/proc/{pid}/status").read_text().splitlines()
+    except OSError:
+        return {}
+    return dict(line.split(":", 1) for line in lines if ":" in line)
+
+
+def comm(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:
+        return ""
+
+
+def main_pids(ns: str, name: str) -> list[int]:
+    """Processes named `name` in a lab namespace whose parent is not also `name`."""
+    out = []
+    for pid in ns_pids(ns):
+        if comm(pid) == name and comm(int(_status(pid).get("PPid", "0").strip() or 0)) != name:
+            out.append(pid)
+    return out
+
+
+def init_pid(ns: str) -> int:
+    """The host PID of a lab node's PID 1 (its reaper)."""
+    for pid in ns_pids(ns):
+        nspid = _status(pid).get("NSpid", "").split()
+        if len(nspid) > 1 and nspid[-1] == "1":
+            return pid
+    raise RuntimeError(f"no init process in {ns}")
+
+
+def node_exec(ns: str, command: str, check: bool = True) -> subprocess.CompletedProcess:
+    """Run a shell command inside a lab node (all its namespaces)."""
+    proc = subprocess.run(["nsenter", "-t", str(init_pid(ns)), "-a", "sh", "-c", command],
+                          capture_output=True, text=True, timeout=60)
+    if check and proc.returncode != 0:
+        raise RuntimeError(f"{ns}: {command}: {proc.stderr or proc.stdout}")
+    return proc
+
+
+def kill(ns: str, name: str) -> list[int]:
+    """SIGKILL the main process(es) named `name` in a lab node."""
+    pids = main_pids(ns, name)
+    for pid in pids:
+        os.kill(pid, signal.SIGKILL)
+    return pids
+
+
+def wait_for(condition: Callable[[], bool], timeout: float, interval: float = 0.02) -> float:
+    """Seconds until condition() holds; raises TimeoutError after `timeout`."""
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        if condition():
+            return time.monotonic() - started
+        time.sleep(interval)
+    raise TimeoutError(f"condition not met within {timeout} s")
+
+
+def http_get(lab: Lab, url: str, timeout: float = 2) -> tuple[int, str]:
+    proc = subprocess.run(
+        ["ip", "netns", "exec", lab.ns("cl"), "curl", "-s", "-m", str(timeout), "-w", "\n%{http_code}", url],
+        capture_output=True, text=True,
+    )
+    body, _, code = proc.stdout.rpartition("\n")
+    return int(code or 0), body
+
+
+class Load:
+    """`lab.load` running in the client namespace; `stop()` returns its JSON summary."""
+
+    def __init__(self, lab: Lab, url: str, seconds: float = 120, keepalive: bool = False, workers: int = 2,
+                 max_requests: int = 200_000, interval: float = 0.0, timeout: float = 2.0):
+        argv = ["ip", "netns", "exec", lab.ns("cl"), sys.executable, "-m", "lab.load", url,
+                "--seconds", str(seconds), "--workers", str(workers), "--max-requests", str(max_requests),
+                "--interval", str(interval), "--timeout", str(timeout)]
+        if keepalive:
+            argv.append("--keepalive")
+        self.proc = subprocess.Popen(argv, cwd=PROJECT_DIR, stdout=subprocess.PIPE, text=True)
+        assert json.loads(self.proc.stdout.readline())["event"] == "started"  # type: ignore[union-attr]
+
+    def stop(self) -> dict:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        out, _ = self.proc.communicate(timeout=30)
+        return json.loads(out.strip().splitlines()[-1])
+
+    def __enter__(self) -> Load:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()

@@ -1,0 +1,204 @@
+"""Scenarios on a real cluster in network namespaces: the program's commands replayed, the real
+haproxy and keepalived. Each test leaves the cluster as it found it (VIP on k3s-lb-01)."""
+
+from __future__ import annotations
+
+import copy
+import shutil
+import time
+
+import pytest
+
+import components.render
+from lab import probe
+from lab.runner import LabError
+from tests.conftest import stack_config
+from tests.lab_support import holders, needs_lab, new_lab
+
+pytestmark = needs_lab
+
+VIP_URL = "http://192.0.2.100:5000/"
+NODES = {"k3s-lb-01": "n11", "k3s-lb-02": "n12", "k3s-lb-03": "n13"}
+
+
+@pytest.fixture(scope="module")
+def lab():
+    lab = new_lab()
+    try:
+        lab.up()
+        probe.wait_for(lambda: holders(lab) == ["k3s-lb-01"], 15)
+        yield lab
+    finally:
+        lab.down()
+
+
+def ns(lab, node: str) -> str:
+    return lab.ns(NODES[node])
+
+
+def serving(lab) -> bool:
+    return probe.http_get(lab, VIP_URL, timeout=1)[0] == 200
+
+
+def restore(lab, node: str, service: str) -> None:
+    # A killed daemon's children exit on their own; start only when they are gone, or the
+    # new daemon finds their pidfiles alive and refuses to start.
+    probe.wait_for(lambda: not any(probe.comm(p) == service for p in probe.ns_pids(ns(lab, node))), 10)
+    probe.node_exec(ns(lab, node), f"rc-service {service} start")
+    probe.wait_for(lambda: holders(lab) == ["k3s-lb-01"], 15)
+
+
+def test_up_serves_through_the_vip_from_the_highest_priority_node(lab):
+    assert holders(lab) == ["k3s-lb-01"]
+    bodies = {probe.http_get(lab, VIP_URL)[1].strip() for _ in range(6)}
+    assert bodies == {"backend 192.0.2.21", "backend 192.0.2.22"}, "roundrobin over both backends"
+    assert probe.http_get(lab, "http://192.0.2.100:5000/static/app.css")[1].startswith("/* static")
+    code, _ = probe.http_get(lab, "http://192.0.2.100:8404/")
+    assert code == 401, "the stats page needs the password"
+    user = f"admin:{lab.stats_password}@"
+    assert probe.http_get(lab, f"http://{user}192.0.2.100:8404/metrics")[0] == 200
+    # sshd was hardened by the bootstrap step.
+    sshd = probe.node_exec(ns(lab, "k3s-lb-02"), "sshd -T -f /etc/ssh/sshd_config").stdout
+    assert "permitrootlogin without-password" in sshd and "passwordauthentication no" in sshd
+
+
+def test_up_again_with_the_same_config_executes_nothing(lab):
+    outcome = lab.up()
+    assert outcome.executed == []
+    assert all(step.op == "same" for step in outcome.steps)
+
+
+def test_haproxy_killed_on_the_holder_moves_the_vip_and_it_returns_with_preempt(lab):
+    assert probe.kill(ns(lab, "k3s-lb-01"), "haproxy"), "no haproxy master found"
+    probe.wait_for(lambda: holders(lab) == ["k3s-lb-02"], 10)
+    probe.wait_for(lambda: serving(lab), 5)
+    restore(lab, "k3s-lb-01", "haproxy")
+    assert serving(lab)
+
+
+def test_keepalived_killed_on_the_holder_moves_the_vip(lab):
+    assert probe.kill(ns(lab, "k3s-lb-01"), "keepalived")
+    probe.wait_for(lambda: "k3s-lb-02" in holders(lab), 10)
+    assert serving(lab)
+    restore(lab, "k3s-lb-01", "keepalived")
+
+
+def test_holder_link_down_moves_the_vip(lab):
+    bridge = lab.ns("br")
+    probe.subprocess.run(["ip", "-n", bridge, "link", "set", "n11", "down"], check=True)
+    try:
+        probe.wait_for(lambda: "k3s-lb-02" in holders(lab), 10)
+        probe.wait_for(lambda: serving(lab), 5)
+    finally:
+        probe.subprocess.run(["ip", "-n", bridge, "link", "set", "n11", "up"], check=True)
+    probe.wait_for(lambda: holders(lab) == ["k3s-lb-01"], 15)
+
+
+def test_rolling_change_under_load_backups_first_zero_failed_requests(lab):
+    cfg = stack_config("lab")
+    cfg["haproxy-ha:haproxy"]["backends"][1]["servers"].append({"name": "app3", "address": "192.0.2.23:8080"})
+    with probe.Load(lab, VIP_URL, workers=2) as load, probe.Load(lab, VIP_URL, keepalive=True, workers=2) as ka:
+        time.sleep(0.5)
+        outcome = lab.up(cfg)
+        time.sleep(0.5)
+        fresh, kept = load.stop(), ka.stop()
+    applies = [n for n in outcome.executed if n.endswith("apply-haproxy")]
+    assert applies == [f"haproxy-ha-{n}-apply-haproxy" for n in ("k3s-lb-03", "k3s-lb-02", "k3s-lb-01")]
+    assert fresh["failed"] == 0 and fresh["total"] > 500, fresh
+    assert kept["failed"] == 0 and kept["total"] > 500, kept
+    bodies = {probe.http_get(lab, VIP_URL)[1].strip() for _ in range(9)}
+    assert "backend 192.0.2.23" in bodies, "the new server takes traffic"
+    lab.base_config = cfg
+
+
+@pytest.fixture
+def broken_templates(tmp_path, monkeypatch):
+    """A template directory whose haproxy.cfg the model accepts but the node's haproxy may not."""
+    copy_dir = tmp_path / "templates"
+    shutil.copytree(components.render.TEMPLATES, copy_dir)
+    monkeypatch.setattr(components.render, "TEMPLATES", copy_dir)
+
+    def inject(after: str, line: str) -> None:
+        path = copy_dir / "haproxy.cfg.j2"
+        text = path.read_text()
+        assert after in text
+        path.write_text(text.replace(after, f"{after}\n{line}", 1))
+
+    return inject
+
+
+def live_haproxy_cfg(lab, node: str) -> str:
+    return probe.node_exec(ns(lab, node), "cat /etc/haproxy/haproxy.cfg").stdout
+
+
+def test_a_directive_haproxy_rejects_stops_the_rollout_at_the_first_node(lab, broken_templates):
+    before = {n: live_haproxy_cfg(lab, n) for n in NODES}
+    # Known to HAProxy 2.9+, unknown to the 2.6 the lab runs: passes the model, fails `haproxy -c`.
+    broken_templates("    maxconn {{ haproxy.maxconn }}", "    tune.h2.fe.max-total-streams 1000")
+    with probe.Load(lab, VIP_URL, workers=1, interval=0.005) as load:
+        rejected = r"(?s)k3s-lb-03-apply-haproxy.*rejected by haproxy -dW -c.*tune.h2.fe.max-total-streams"
+        with pytest.raises(LabError, match=rejected) as err:
+            lab.up(copy.deepcopy(lab.base_config))
+        result = load.stop()
+    assert "nothing changed" in str(err.value)
+    assert {n: live_haproxy_cfg(lab, n) for n in NODES} == before, "no node runs the bad config"
+    assert result["failed"] == 0, result
+    assert holders(lab) == ["k3s-lb-01"]
+
+
+def test_a_config_that_fails_the_health_gate_is_rolled_back(lab, broken_templates):
+    before = live_haproxy_cfg(lab, "k3s-lb-03")
+    # Valid for haproxy -c, but the node then reports itself unhealthy on /healthz.
+    broken_templates("    monitor-uri /healthz", "    monitor fail if TRUE")
+    with probe.Load(lab, VIP_URL, workers=1, interval=0.005) as load:
+        with pytest.raises(LabError, match=r"(?s)k3s-lb-03-apply-haproxy.*previous files are restored and serving"):
+            lab.up(copy.deepcopy(lab.base_config))
+        result = load.stop()
+    assert live_haproxy_cfg(lab, "k3s-lb-03") == before
+    assert probe.node_exec(ns(lab, "k3s-lb-03"), "wget -q -O /dev/null http://127.0.0.1:8404/healthz").returncode == 0
+    assert result["failed"] == 0, result
+    assert holders(lab) == ["k3s-lb-01"]
+
+
+def test_the_next_good_config_applies_cleanly_after_a_failed_rollout(lab):
+    outcome = lab.up()
+    assert not any(n.endswith("apply-haproxy") for n in outcome.executed), "nodes already run this config"
+    assert lab.up().executed == []
+
+
+def haproxy_workers(lab, node: str) -> set[int]:
+    return {p for p in probe.ns_pids(ns(lab, node)) if probe.comm(p) == "haproxy"}
+
+
+def test_drift_a_hand_edit_is_restored_by_the_next_apply(lab):
+    node = ns(lab, "k3s-lb-02")
+    good = live_haproxy_cfg(lab, "k3s-lb-02")
+    clean_workers = haproxy_workers(lab, "k3s-lb-01")
+    probe.node_exec(node, "echo '# edited by hand' >> /etc/haproxy/haproxy.cfg")
+    assert live_haproxy_cfg(lab, "k3s-lb-02") != good
+    outcome = lab.up(replace=("apply-haproxy",))
+    assert live_haproxy_cfg(lab, "k3s-lb-02") == good
+    assert len([n for n in outcome.executed if n.endswith("apply-haproxy")]) == 3
+    # A node whose files were intact was not reloaded: same haproxy workers as before.
+    assert haproxy_workers(lab, "k3s-lb-01") == clean_workers
+
+
+def test_without_preempt_the_vip_stays_where_it_moved(lab):
+    cfg = copy.deepcopy(lab.base_config)
+    cfg["haproxy-ha:cluster"]["preempt"] = False
+    outcome = lab.up(cfg)
+    assert {n for n in outcome.executed if "apply-haproxy" in n} == set()
+    try:
+        probe.wait_for(lambda: len(holders(lab)) == 1, 10)
+        first = holders(lab)[0]
+        assert probe.kill(ns(lab, first), "haproxy")
+        probe.wait_for(lambda: holders(lab) not in ([], [first]), 10)
+        moved_to = holders(lab)
+        probe.wait_for(lambda: not probe.main_pids(ns(lab, first), "haproxy"), 10)
+        probe.node_exec(ns(lab, first), "rc-service haproxy start")
+        time.sleep(4)  # longer than a check's rise time: with preempt it would be back by now
+        assert holders(lab) == moved_to
+        assert serving(lab)
+    finally:
+        lab.up(lab.base_config)
+        probe.wait_for(lambda: holders(lab) == ["k3s-lb-01"], 15)
