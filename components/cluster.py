@@ -16,21 +16,26 @@ class HaClusterArgs:
     settings: Settings
 
 
-def _machines(name: str, settings: Settings, parent: pulumi.Resource) -> dict[str, Machine]:
+def _machines(
+    name: str, settings: Settings, parent: pulumi.Resource
+) -> tuple[dict[str, Machine], tuple[pulumi.Resource, ...]]:
+    """The node hosts, and what must exist before HAProxy routes to its backends."""
     cluster = settings.cluster
     opts = pulumi.ResourceOptions(parent=parent)
     if cluster.spec.platform == "lab":
         from .labnode import LabNodes, LabNodesArgs
 
-        return LabNodes(f"{name}-lab", LabNodesArgs(cluster), opts).machines
+        lab = LabNodes(f"{name}-lab", LabNodesArgs(cluster), opts)
+        return lab.machines, lab.backends
     from .vm import ProxmoxVms, ProxmoxVmsArgs
 
     insecure = str(settings.proxmox.get("insecure", "false")).lower() == "true"
-    return ProxmoxVms(
+    vms = ProxmoxVms(
         f"{name}-pve",
         ProxmoxVmsArgs(cluster, str(settings.proxmox["endpoint"]), insecure, settings.proxmox_api_token),
         opts,
-    ).machines
+    )
+    return vms.machines, ()
 
 
 class HaCluster(pulumi.ComponentResource):
@@ -40,7 +45,7 @@ class HaCluster(pulumi.ComponentResource):
     def __init__(self, name: str, args: HaClusterArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("haproxy-ha:index:HaCluster", name, None, opts)
         cluster = args.settings.cluster
-        machines = _machines(name, args.settings, self)
+        machines, backends_ready = _machines(name, args.settings, self)
 
         self.nodes: dict[str, HaNode] = {}
         previous: HaNode | None = None
@@ -53,6 +58,7 @@ class HaCluster(pulumi.ComponentResource):
                     machine=machines[node.name],
                     private_key=args.settings.ssh_private_key,
                     after=previous.applies if previous else (),
+                    backends_ready=backends_ready,
                 ),
                 pulumi.ResourceOptions(parent=self),
             )

@@ -58,6 +58,7 @@ class LabNodes(pulumi.ComponentResource):
     """The lab bridge, one namespace node per cluster node, and the backend web servers."""
 
     machines: dict[str, Machine]
+    backends: tuple[pulumi.Resource, ...]
 
     def __init__(self, name: str, args: LabNodesArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("haproxy-ha:index:LabNodes", name, None, opts)
@@ -78,15 +79,17 @@ class LabNodes(pulumi.ComponentResource):
             )
 
         net = command("net", labctl("net-up", prefix, f"{gateway}/{prefix_len}"), labctl("net-down", prefix), [])
+        backends = []
         for host, ports in lab_backends(cluster).items():
             # Namespaces are named after the host part of the address: stable when others come or go.
             slot = host_slot(cluster, host)
-            command(
+            backends.append(command(
                 f"web-{host}",
                 labctl("web-up", prefix, slot, f"{host}/{prefix_len}", gateway, ",".join(map(str, ports))),
                 labctl("web-down", prefix, slot),
                 [net],
-            )
+            ))
+        self.backends = tuple(backends)
         self.machines = {}
         for node in cluster.nodes:
             resource = command(

@@ -24,6 +24,8 @@ class HaNodeArgs:
     # unchanged dependency does not hold anything up, so gating on one step alone would let
     # a change to another service run on every node at once.
     after: tuple[pulumi.Resource, ...] = ()
+    # What must exist before HAProxy may send traffic to it (the lab's backend servers).
+    backends_ready: tuple[pulumi.Resource, ...] = ()
 
 
 class HaNode(pulumi.ComponentResource):
@@ -91,7 +93,8 @@ class HaNode(pulumi.ComponentResource):
                     f"apply-{svc.name}",
                     # Own files, own earlier services (haproxy serves before keepalived may take
                     # the VIP), and the previous node's health-gated applies.
-                    [*(staged[a.name] for a in svc.files), *applies, *args.after],
+                    [*(staged[a.name] for a in svc.files), *applies, *args.after,
+                     *(args.backends_ready if svc.name == "haproxy" else ())],
                     # Validator output may quote config lines.
                     secret_output=any(by_name[a.name].secret for a in svc.files),
                     # The content hash makes the step run again exactly when its files change.

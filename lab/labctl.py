@@ -77,13 +77,21 @@ def kill_namespace_processes(ns: str) -> None:
         time.sleep(0.1)
 
 
+def mac_for(address: str) -> str:
+    """A locally administered MAC derived from the IPv4 address: a re-created lab host keeps
+    its MAC, so its neighbours' ARP caches stay right (real hosts would send gratuitous ARP)."""
+    octets = [int(o) for o in address.split("/")[0].split(".")]
+    return "02:00:" + ":".join(f"{o:02x}" for o in octets)
+
+
 def attach(prefix: str, role: str, port: str, address: str, gateway: str | None) -> str:
     """A namespace with eth0 on the lab bridge (the veth is created inside the namespaces)."""
     ns, bridge = netns(prefix, role), netns(prefix, "br")
     if ns in namespaces(prefix):
         raise SystemExit(f"labctl: namespace {ns} already exists")
     sh("ip", "netns", "add", ns)
-    sh("ip", "-n", bridge, "link", "add", port, "type", "veth", "peer", "name", "eth0", "netns", ns)
+    sh("ip", "-n", bridge, "link", "add", port, "type", "veth", "peer", "name", "eth0", "netns", ns,
+       "address", mac_for(address))
     sh("ip", "-n", bridge, "link", "set", port, "master", "br0", "up")
     sh("ip", "-n", ns, "link", "set", "lo", "up")
     sh("ip", "-n", ns, "addr", "add", address, "dev", "eth0")

@@ -14,7 +14,6 @@ import json
 import os
 import re
 import secrets
-import shlex
 import subprocess
 import sys
 import tempfile
@@ -67,6 +66,7 @@ class Lab:
         self.base_config = config if config is not None else read_stack("lab").config
         self.log = log
         self._lock = threading.Lock()
+        self._host_locks: dict[str, threading.Lock] = {}
 
     # --- credentials and state -------------------------------------------------------------
 
@@ -224,19 +224,15 @@ class Lab:
         command = res.inputs.get("create")
         if step.op == "update" and res.inputs.get("update"):
             command = res.inputs["update"]
-        if not command:
-            return
-        self.log(f"  running {res.name}")
-        if res.type == LOCAL:
-            self._run_local(res, command)
-        elif res.type == REMOTE:
-            self._run_remote(res, command)
+        self._run(res, command, "running")
 
     def _delete(self, res: Declared) -> None:
-        command = res.inputs.get("delete")
+        self._run(res, res.inputs.get("delete"), "deleting")
+
+    def _run(self, res: Declared, command: str | None, verb: str) -> None:
         if not command:
             return
-        self.log(f"  deleting {res.name}")
+        self.log(f"  {verb} {res.name}")
         if res.type == LOCAL:
             self._run_local(res, command)
         elif res.type == REMOTE:
@@ -258,10 +254,11 @@ class Lab:
                     "-p", str(int(conn.get("port", 22))), "-o", "BatchMode=yes",
                     "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
                     "-o", "LogLevel=ERROR", "-o", f"ConnectTimeout={int(conn.get('perDialTimeout', 10))}",
+                    "-o", f"ControlPath={self.state_dir}/ssh-%h-%p",
                     f"{conn.get('user', 'root')}@{conn['host']}"]
-            self._dial(base, int(conn.get("dialErrorLimit", 10)))
-            proc = subprocess.run([*base, command], input=res.inputs.get("stdin", ""),
-                                  capture_output=True, text=True)
+            self._dial(base, int(conn.get("dialErrorLimit", 10)), conn["host"])
+            proc = subprocess.run([*base[:-1], "-o", "ControlMaster=no", base[-1], command],
+                                  input=res.inputs.get("stdin", ""), capture_output=True, text=True)
         finally:
             os.unlink(key.name)
         if proc.returncode != 0:
@@ -269,16 +266,35 @@ class Lab:
             detail = scrub((proc.stderr or proc.stdout).strip())
             raise LabError(f"exit status {proc.returncode}: {detail[-3000:]}")
         if proc.stderr.strip():
-            for line in proc.stderr.strip().splitlines()[-3:]:
+            for line in scrub(proc.stderr.strip()).splitlines()[-3:]:
                 self.log(f"    {line}")
 
-    @staticmethod
-    def _dial(base: list[str], limit: int) -> None:
-        for attempt in range(max(1, limit)):
-            if subprocess.run([*base, "true"], capture_output=True).returncode == 0:
+    def _dial(self, base: list[str], limit: int, host: str) -> None:
+        """One multiplexed SSH connection per node (dial retries while it boots), reused by
+        every command, as the provider keeps its connection instead of a handshake per step."""
+        with self._lock:
+            lock = self._host_locks.setdefault(host, threading.Lock())
+        check = [*base[:-1], "-O", "check", base[-1]]
+        with lock:
+            if subprocess.run(check, capture_output=True).returncode == 0:
                 return
-            time.sleep(min(0.5 * (attempt + 1), 3))
-        raise LabError(f"could not connect after {limit} attempts: {shlex.join(base[-1:])}")
+            for attempt in range(max(1, limit)):
+                # Started detached: a master holding our stdout pipe would block subprocess.run.
+                master = subprocess.Popen(
+                    [*base[:-1], "-o", "ControlMaster=yes", "-o", "ControlPersist=120", "-N", base[-1]],
+                    stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                    start_new_session=True,
+                )
+                deadline = time.monotonic() + 15
+                while time.monotonic() < deadline and master.poll() is None:
+                    if subprocess.run(check, capture_output=True).returncode == 0:
+                        return
+                    time.sleep(0.05)
+                if master.poll() is None:
+                    master.kill()
+                master.wait()
+                time.sleep(min(0.5 * (attempt + 1), 3))
+        raise LabError(f"could not connect to {host} after {limit} attempts")
 
     # --- teardown and status ----------------------------------------------------------------
 
