@@ -311,6 +311,9 @@ class Lab:
             path.unlink()
         if self.state_dir.exists():
             self.state_dir.rmdir()
+        for empty in (self.state_dir.parent, labctl.LAB_ROOT):  # only if no other lab is left
+            if empty.is_dir() and not any(empty.iterdir()):
+                empty.rmdir()
         self.log(f"lab {self.stack}: down")
 
     def ns(self, role: str) -> str:
