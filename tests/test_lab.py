@@ -155,7 +155,7 @@ def test_a_config_that_fails_the_health_gate_is_rolled_back(lab, broken_template
             lab.up(copy.deepcopy(lab.base_config))
         result = load.stop()
     assert live_haproxy_cfg(lab, "k3s-lb-03") == before
-    assert probe.node_exec(ns(lab, "k3s-lb-03"), "wget -q -O /dev/null http://127.0.0.1:8404/healthz").returncode == 0
+    assert probe.node_exec(ns(lab, "k3s-lb-03"), "curl -fsS -o /dev/null http://127.0.0.1:8404/healthz").returncode == 0
     assert result["failed"] == 0, result
     assert holders(lab) == ["k3s-lb-01"]
 

@@ -197,3 +197,10 @@ def test_the_lab_stack_declares_namespace_nodes_instead_of_vms():
 def test_lab_stack_without_ssh_key_names_the_key():
     with pytest.raises(Exception, match=r"haproxy-ha:sshPublicKey: required on platform lab"):
         run(stack_config("lab"), stack="lab")
+
+
+def test_an_unknown_key_in_the_project_namespace_is_rejected_by_name():
+    cfg = stack_config("prod")
+    cfg["haproxy-ha:clustr"] = {"vip": "1.2.3.4/24"}
+    with pytest.raises(Exception, match=r"haproxy-ha:clustr: unknown key"):
+        run(cfg)
