@@ -9,7 +9,7 @@ from pathlib import Path
 
 import jinja2
 
-from .model import ALPINE_REPOSITORIES, Cluster, Node, content_hash
+from .model import ALPINE_REPOSITORIES, Cluster, Node
 
 # Looked up at call time, so a test can point it at an altered copy.
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
@@ -220,7 +220,9 @@ def stage_command(f: RenderedFile, paths: Paths = PATHS) -> str:
     store = f'set -eu; umask 077; mkdir -p {paths.stage_dir}; cat > "{staged}.tmp"; mv -f "{staged}.tmp" "{staged}"'
     if not f.secret:
         return store
-    marker = "HAPROXY_HA_PREVIEW_" + content_hash(f.redacted)
+    # A fixed marker keeps the diff to the lines that changed; no rendered line can equal it.
+    marker = "HAPROXY_HA_REDACTED_PREVIEW"
+    assert marker not in f.redacted.splitlines()
     return f": <<'{marker}'\n{f.redacted}{marker}\n{store}"
 
 
