@@ -222,7 +222,8 @@ def stage_command(f: RenderedFile, paths: Paths = PATHS) -> str:
         return store
     # A fixed marker keeps the diff to the lines that changed; no rendered line can equal it.
     marker = "HAPROXY_HA_REDACTED_PREVIEW"
-    assert marker not in f.redacted.splitlines()
+    if marker in f.redacted.splitlines():
+        raise ValueError(f"{f.name} contains the line {marker}, which would end the preview early")
     return f": <<'{marker}'\n{f.redacted}{marker}\n{store}"
 
 

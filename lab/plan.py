@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .program import Declaration, Declared
+from .program import Declaration, Declared, mock_id
 
 COMMAND_TYPES = ("command:remote:Command", "command:local:Command")
 # Inputs whose change makes the Proxmox provider replace a VM rather than update it.
@@ -44,7 +44,7 @@ def plan(old: Declaration | None, new: Declaration) -> list[Step]:
             steps.append(Step("same", res, ()))
         elif "triggers" in changed or any(k in changed for k in REPLACE_ON.get(res.type, ())):
             steps.append(Step("replace", res, changed))
-            replaced_ids.add(f"{res.name}-id")
+            replaced_ids.add(mock_id(res.name))
         else:
             steps.append(Step("update", res, changed))
     urns = {r.urn for r in new.resources}

@@ -88,6 +88,11 @@ def _unwrap(value: Any) -> Any:
     return value
 
 
+def mock_id(name: str) -> str:
+    """The id the mocks give a resource: stable, so two runs of the program compare equal."""
+    return f"{name}-id"
+
+
 class _Mocks(pulumi.runtime.Mocks):
     def new_resource(self, args: pulumi.runtime.MockResourceArgs):
         state = dict(args.inputs)
@@ -96,7 +101,7 @@ class _Mocks(pulumi.runtime.Mocks):
         if args.typ.startswith("command:"):
             state.setdefault("stdout", "")
             state.setdefault("stderr", "")
-        return f"{args.name}-id", state
+        return mock_id(args.name), state
 
     def call(self, args: pulumi.runtime.MockCallArgs):
         return {}
