@@ -4,9 +4,9 @@ PY := .venv/bin/python
 STACK ?= prod
 OUT ?= /tmp/haproxy-ha-render
 # Debian packages the tests and the lab use (the real daemons, sshd, OpenRC, script checkers).
-APT_PACKAGES := haproxy keepalived openssh-server openrc shellcheck busybox iproute2 openssl curl procps
+APT_PACKAGES := haproxy keepalived openssh-server openrc shellcheck busybox iproute2 openssl curl procps debootstrap
 
-.PHONY: setup system-packages venv test lint render lab lab-down lab-preview bench
+.PHONY: setup system-packages venv debian13-root test lint render lab lab-down lab-preview bench
 
 setup: system-packages venv
 
@@ -25,7 +25,12 @@ venv: .venv/.installed
 	$(PY) -m pip install -q --disable-pip-version-check -r requirements-dev.txt -c constraints.txt
 	touch $@
 
-test: setup
+# Debian 13's HAProxy 3.0 / keepalived 2.3 (production's series) in a cached chroot outside the repo
+# ($HAPROXY_HA_DEBIAN13_ROOT, default /var/cache/haproxy-ha/debian13-root); about 40 s once. Skipped without root.
+debian13-root: setup
+	$(PY) -m components.daemons13
+
+test: setup debian13-root
 	$(PY) -m pytest -q
 
 lint: venv

@@ -1,14 +1,24 @@
-"""Check rendered files with the real daemons (`haproxy -c`, `keepalived -t`) when installed."""
+"""Check rendered files with the real daemons (`haproxy -c`, `keepalived -t`) when installed.
+
+The daemons that judge can be this machine's own (Debian 12: HAProxy 2.6, keepalived 2.2) or those
+of the Debian 13 root (HAProxy 3.0, keepalived 2.3, the series production's Alpine 3.21 runs), run by
+chroot. Each result's tool label names the version that judged it.
+"""
 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 
+from . import daemons13
 from .render import RenderedFile
 
 
@@ -26,61 +36,115 @@ class CheckResult:
         return f"{self.tool}: {self.status}" + (f" ({self.detail})" if self.detail and self.status != "failed" else "")
 
 
+@dataclass(frozen=True)
+class Daemons:
+    """Which haproxy and keepalived judge a config: this machine's (root None) or a chroot root's."""
+
+    name: str
+    root: Path | None = None
+
+    def locate(self, program: str) -> tuple[str | None, str]:
+        """The program's path as it sees itself, or None and why it cannot run here."""
+        if self.root is None:
+            path = shutil.which(program)
+            return path, "" if path else f"{program} not installed"
+        if os.geteuid() != 0:
+            return None, f"{self.name}: chroot needs root"
+        if not daemons13.is_ready(self.root):
+            return None, f"{self.name}: no root at {self.root} (python -m components.daemons13 builds it)"
+        if not (self.root / "usr/sbin" / program).is_file():
+            return None, f"{self.name}: {program} not installed in {self.root}"
+        return f"/usr/sbin/{program}", ""
+
+    def command(self, binary: str, *args: str) -> list[str]:
+        return [binary, *args] if self.root is None else ["chroot", str(self.root), binary, *args]
+
+    @contextmanager
+    def scratch(self) -> Iterator[tuple[Path, Path]]:
+        """A private temporary folder: (its path here, its path as the daemon sees it)."""
+        base = None if self.root is None else self.root / "tmp"
+        with tempfile.TemporaryDirectory(prefix="haproxy-ha-check-", dir=base) as tmp:
+            here = Path(tmp)
+            yield here, here if self.root is None else Path("/", here.relative_to(self.root))
+
+    def label(self, program: str, binary: str, flag: str) -> str:
+        """`haproxy 3.0.11 -c`: which version judged, so a result cannot be mistaken for another's."""
+        version = _version(tuple(self.command(binary, "-v")))
+        return f"{program} {version} {flag}" if version else f"{program} {flag}"
+
+
+HOST = Daemons("host")
+
+
+def debian13(root: Path | None = None) -> Daemons:
+    """Debian 13's daemons, from the cached root (daemons13.ensure_root builds it)."""
+    return Daemons("debian13", root or daemons13.root_path())
+
+
+@cache
+def _version(argv: tuple[str, ...]) -> str:
+    """`HAProxy version 3.0.11-1+deb13u4 ...` / `Keepalived v2.3.3 (...)` -> the upstream version."""
+    code, out = _run(list(argv))
+    match = re.search(r"\bv?(\d+\.\d+(?:\.\d+)?)", out) if code == 0 else None
+    return match.group(1) if match else ""
+
+
 def _run(argv: list[str]) -> tuple[int, str]:
     proc = subprocess.run(argv, capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
     return proc.returncode, (proc.stdout + proc.stderr).strip()
 
 
-def check_haproxy(config_text: str) -> CheckResult:
+def check_haproxy(config_text: str, daemons: Daemons = HOST) -> CheckResult:
     """`haproxy -dW -c`: zero-warning mode, any warning fails the check."""
-    binary = shutil.which("haproxy")
+    binary, why = daemons.locate("haproxy")
     if not binary:
-        return CheckResult("haproxy -c", "skipped", "haproxy not installed")
-    with tempfile.TemporaryDirectory(prefix="haproxy-ha-check-") as tmp:
-        path = Path(tmp, "haproxy.cfg")
-        path.write_text(config_text)
-        code, out = _run([binary, "-dW", "-c", "-f", str(path)])
+        return CheckResult("haproxy -c", "skipped", why)
+    tool = daemons.label("haproxy", binary, "-c")
+    with daemons.scratch() as (here, seen):
+        Path(here, "haproxy.cfg").write_text(config_text)
+        code, out = _run(daemons.command(binary, "-dW", "-c", "-f", str(seen / "haproxy.cfg")))
     if code != 0 or "[WARNING]" in out or "[ALERT]" in out:
-        return CheckResult("haproxy -c", "failed", out)
-    return CheckResult("haproxy -c", "ok")
+        return CheckResult(tool, "failed", out or f"exit status {code}")
+    return CheckResult(tool, "ok")
 
 
-def check_keepalived(conf: RenderedFile, scripts: tuple[RenderedFile, ...], interface: str) -> CheckResult:
+def check_keepalived(
+    conf: RenderedFile, scripts: tuple[RenderedFile, ...], interface: str, daemons: Daemons = HOST
+) -> CheckResult:
     """`keepalived -t` on the config with its scripts in place.
 
     keepalived checks that scripts exist in a directory only root can write, and that the
     VRRP interface exists. So the scripts are copied to a private temporary directory (paths
     rewritten to it) and, as root, the check runs in a scratch network namespace holding an
     interface of the configured name; without root it needs that interface on this machine.
+    A chroot's keepalived runs in the same namespace, its files in a folder inside the root.
     """
-    binary = shutil.which("keepalived")
+    binary, why = daemons.locate("keepalived")
     if not binary:
-        return CheckResult("keepalived -t", "skipped", "keepalived not installed")
+        return CheckResult("keepalived -t", "skipped", why)
     root = os.geteuid() == 0 and shutil.which("unshare") and shutil.which("ip")
     if not root and not Path("/sys/class/net", interface).exists():
         return CheckResult("keepalived -t", "skipped", f"needs root or an interface named {interface}")
-    with tempfile.TemporaryDirectory(prefix="haproxy-ha-check-") as tmp:
+    tool = daemons.label("keepalived", binary, "-t")
+    with daemons.scratch() as (here, seen):
         text = conf.text
         for script in scripts:
-            copy = Path(tmp, script.name)
+            copy = Path(here, script.name)
             copy.write_text(script.text)
             copy.chmod(0o755)
-            text = text.replace(f'"{script.path}"', f'"{copy}"')
-        path = Path(tmp, "keepalived.conf")
-        path.write_text(text)
+            text = text.replace(f'"{script.path}"', f'"{seen / script.name}"')
+        Path(here, "keepalived.conf").write_text(text)
+        argv = daemons.command(binary, "-t", "-f", str(seen / "keepalived.conf"))
         if root:
             argv = [
                 "unshare", "--net", "sh", "-c",
-                'ip link add "$1" type veth peer name hahapeer0 && ip link set "$1" up '
-                '&& exec "$2" -t -f "$3"',
-                "_", interface, binary, str(path),
+                'ip link add "$1" type veth peer name hahapeer0 && ip link set "$1" up && shift && exec "$@"',
+                "_", interface, *argv,
             ]
-        else:
-            argv = [binary, "-t", "-f", str(path)]
         code, out = _run(argv)
     if code != 0 or "WARNING" in out:
-        return CheckResult("keepalived -t", "failed", out or f"exit status {code}")
-    return CheckResult("keepalived -t", "ok")
+        return CheckResult(tool, "failed", out or f"exit status {code}")
+    return CheckResult(tool, "ok")
 
 
 def check_shell(script: RenderedFile) -> CheckResult:

@@ -1,0 +1,141 @@
+"""Rendered files are accepted by Debian 13's HAProxy 3.0 and keepalived 2.3, the series production's
+Alpine 3.21 runs (this machine's Debian 12 has 2.6 and 2.2), chrooted into the cached Debian 13 root.
+
+The root is built on first use (about 30-40 s); tests that need it need root and skip otherwise.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from components import daemons13
+from components.model import Secrets, build_cluster
+from components.render import RenderedFile, render_cluster
+from components.stackfile import list_stacks, read_stack
+from components.validate import Daemons, check_haproxy, check_keepalived, debian13
+from tests.conftest import VALIDATED, requires_root
+
+ROOT = Path(__file__).resolve().parent.parent
+STATS_PW = "correct horse battery"
+VRRP_PW = "k33pal1v"
+HAPROXY_SERIES = "3.0."
+KEEPALIVED_SERIES = "2.3."
+
+
+@pytest.fixture(scope="module")
+def daemons() -> Daemons:
+    """Debian 13's daemons; the root is built here if missing, so a fresh clone's `make test` works."""
+    root = daemons13.root_path()
+    if not daemons13.is_ready(root) and not shutil.which("debootstrap"):
+        pytest.skip("debootstrap is not installed (make setup installs it)")
+    return debian13(daemons13.ensure_root(root))
+
+
+def rendered_stack(stack: str, vrrp_password: str | None) -> tuple[object, dict[str, list[RenderedFile]]]:
+    config = read_stack(stack, environ={}).config
+    cluster = build_cluster(stack, config, Secrets(STATS_PW, vrrp_password))
+    return cluster, render_cluster(cluster)
+
+
+@requires_root
+def test_the_root_runs_debian13s_haproxy_30_and_keepalived_23(daemons):
+    """Asserted on what the binaries print, so the other tests cannot pass against the wrong daemons."""
+    assert daemons.root is not None
+    haproxy = subprocess.run(["chroot", str(daemons.root), "/usr/sbin/haproxy", "-v"], capture_output=True, text=True)
+    keepalived = subprocess.run(["chroot", str(daemons.root), "/usr/sbin/keepalived", "-v"],
+                                capture_output=True, text=True)
+    assert haproxy.stdout.startswith(f"HAProxy version {HAPROXY_SERIES}"), haproxy.stdout
+    assert (keepalived.stdout + keepalived.stderr).startswith(f"Keepalived v{KEEPALIVED_SERIES}"), keepalived.stderr
+    assert daemons.label("haproxy", "/usr/sbin/haproxy", "-c").startswith(f"haproxy {HAPROXY_SERIES}")
+    assert daemons.label("keepalived", "/usr/sbin/keepalived", "-t").startswith(f"keepalived {KEEPALIVED_SERIES}")
+
+
+@requires_root
+@pytest.mark.parametrize("stack", list_stacks())
+@pytest.mark.parametrize("vrrp_password", [None, VRRP_PW])
+def test_every_shipped_stack_is_accepted_by_debian13s_daemons(daemons, stack, vrrp_password):
+    cluster, rendered = rendered_stack(stack, vrrp_password)
+    for node, files in rendered.items():
+        by_name = {f.name: f for f in files}
+        scripts = tuple(f for f in files if f.name.endswith(".sh"))
+        result = check_haproxy(by_name["haproxy.cfg"].text, daemons)
+        assert result.status == "ok" and result.tool.startswith(f"haproxy {HAPROXY_SERIES}"), f"{node}: {result}"
+        result = check_keepalived(by_name["keepalived.conf"], scripts, cluster.spec.cluster.interface, daemons)
+        assert result.status == "ok" and result.tool.startswith(f"keepalived {KEEPALIVED_SERIES}"), f"{node}: {result}"
+        VALIDATED["haproxy.cfg (3.0)"] += 1
+        VALIDATED["keepalived.conf (2.3)"] += 1
+
+
+@requires_root
+def test_debian13s_daemons_reject_broken_configs(daemons):
+    """A check that accepts everything would pass the test above; these must fail."""
+    cluster, rendered = rendered_stack("prod", None)
+    files = {f.name: f for f in rendered["k3s-lb-01"]}
+    haproxy, keepalived = files["haproxy.cfg"].text, files["keepalived.conf"]
+    scripts = tuple(f for f in rendered["k3s-lb-01"] if f.name.endswith(".sh"))
+    interface = cluster.spec.cluster.interface
+
+    unknown_keyword = check_haproxy(haproxy + "\nfrontend broken\n    no_such_keyword on\n", daemons)
+    assert unknown_keyword.status == "failed" and "no_such_keyword" in unknown_keyword.detail
+    # Zero-warning rule: only a warning, still refused.
+    warning = "\nfrontend warns\n    mode tcp\n    bind 127.0.0.1:9999\n    option httplog\n    default_backend none\n"
+    only_warns = check_haproxy(haproxy + warning + "backend none\n    mode tcp\n", daemons)
+    assert only_warns.status == "failed" and "[WARNING]" in only_warns.detail, only_warns.detail
+
+    bad_vrid = RenderedFile(keepalived.name, keepalived.path, keepalived.mode,
+                            keepalived.text.replace("virtual_router_id 51", "virtual_router_id 300"), keepalived.secret)
+    result = check_keepalived(bad_vrid, scripts, interface, daemons)
+    assert result.status == "failed" and "300" in result.detail
+    # The scripts are checked where the root's keepalived looks: without them it disables the check.
+    result = check_keepalived(keepalived, (), interface, daemons)
+    assert result.status == "failed" and "chk_haproxy" in result.detail, result.detail
+    assert result.tool.startswith(f"keepalived {KEEPALIVED_SERIES}")
+
+
+@requires_root
+def test_render_cli_also_debian13_checks_with_both_daemon_sets(daemons, tmp_path):
+    proc = subprocess.run(
+        [str(ROOT / ".venv/bin/python"), "-m", "components", "render", "prod", "--out", str(tmp_path / "out"),
+         "--also-debian13"],
+        capture_output=True, text=True, cwd=ROOT, env={**os.environ, daemons13.ROOT_ENV: str(daemons.root)},
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    lines = [line for line in proc.stdout.splitlines() if " haproxy.cfg " in line or " keepalived.conf " in line]
+    assert len(lines) == 6
+    for line in lines:
+        assert line.count(": ok") == 2, line
+        assert f"haproxy {HAPROXY_SERIES}" in line or f"keepalived {KEEPALIVED_SERIES}" in line, line
+
+
+def test_an_unfinished_root_is_never_used(tmp_path):
+    """Only the stamp, written last before the rename, makes a root usable."""
+    half_built = tmp_path / "debian13-root"
+    (half_built / "usr/sbin").mkdir(parents=True)
+    (half_built / "usr/sbin/haproxy").write_text("#!/bin/sh\nexit 0\n")
+    assert not daemons13.is_ready(half_built)
+    assert check_haproxy("global\n", debian13(half_built)).status == "skipped"
+
+
+def test_the_mirror_is_the_one_apt_uses_for_the_hosts_own_suite(tmp_path, monkeypatch):
+    monkeypatch.delenv(daemons13.MIRROR_ENV, raising=False)
+    (tmp_path / "sources.list.d").mkdir()
+    (tmp_path / "sources.list").write_text("# deb http://old.example/debian bookworm main\n")
+    (tmp_path / "sources.list.d/security.sources").write_text(
+        "Types: deb\nURIs: http://security.example/debian-security\nSuites: bookworm-security\nComponents: main\n"
+    )
+    (tmp_path / "sources.list.d/debian.sources").write_text(
+        "Types: deb-src\nURIs: http://src.example/debian\nSuites: bookworm\n\n"
+        "Types: deb\n# a comment\nURIs: http://archive.example/debian\nSuites: bookworm\n  bookworm-updates\n"
+        "Components: main\n"
+    )
+    (tmp_path / "sources.list.d/node.list").write_text("deb [signed-by=/k.gpg] https://node.example nodistro main\n")
+    assert daemons13.debian_mirror(tmp_path, "bookworm") == "http://archive.example/debian"
+    (tmp_path / "sources.list").write_text("deb [arch=amd64] http://first.example/debian bookworm main\n")
+    assert daemons13.debian_mirror(tmp_path, "bookworm") == "http://first.example/debian"
+    with pytest.raises(daemons13.RootBuildError):
+        daemons13.debian_mirror(tmp_path, "trixie")
