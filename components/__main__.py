@@ -14,7 +14,17 @@ from .daemons13 import DEFAULT_ROOT, ROOT_ENV, RootBuildError, ensure_root
 from .model import Cluster, ConfigError, build_cluster
 from .render import RenderedFile, render_cluster, render_scripts
 from .stackfile import PROJECT_DIR, SECRET_ENV, read_stack
-from .validate import HOST, CheckResult, Daemons, check_haproxy, check_keepalived, check_shell, debian13
+from .validate import (
+    HOST,
+    CheckResult,
+    Daemons,
+    check_haproxy,
+    check_keepalived,
+    check_logrotate,
+    check_rsyslog,
+    check_shell,
+    debian13,
+)
 
 ALSO_DEBIAN13_HELP = (
     "also check haproxy.cfg and keepalived.conf with Debian 13's HAProxy 3.0 and keepalived 2.3 "
@@ -44,6 +54,10 @@ def check_file(f: RenderedFile, scripts: tuple[RenderedFile, ...], cluster: Clus
         return [check_haproxy(f.text, daemons) for daemons in daemon_sets]
     if f.name == "keepalived.conf":
         return [check_keepalived(f, scripts, cluster.spec.cluster.interface, daemons) for daemons in daemon_sets]
+    if f.name == "rsyslog.conf":
+        return [check_rsyslog(f.text)]
+    if f.name == "logrotate-haproxy":
+        return [check_logrotate(f.text)]
     if f.name.endswith(".sh"):
         return [check_shell(f)]
     return []

@@ -29,12 +29,8 @@ def _machines(
         return lab.machines, lab.backends
     from .vm import ProxmoxVms, ProxmoxVmsArgs
 
-    insecure = str(settings.proxmox.get("insecure", "false")).lower() == "true"
-    vms = ProxmoxVms(
-        f"{name}-pve",
-        ProxmoxVmsArgs(cluster, str(settings.proxmox["endpoint"]), insecure, settings.proxmox_api_token),
-        opts,
-    )
+    assert settings.pve is not None  # load_settings resolves it on platform proxmox
+    vms = ProxmoxVms(f"{name}-pve", ProxmoxVmsArgs(cluster, settings.pve), opts)
     return vms.machines, ()
 
 

@@ -105,7 +105,9 @@ class ClusterSpec(Spec):
     vip: ipaddress.IPv4Interface
     virtual_router_id: Annotated[int, Field(ge=1, le=255)]
     gateway: ipaddress.IPv4Address
-    dns: list[ipaddress.IPv4Address] = Field(default_factory=list)
+    # Written to the nodes' /etc/resolv.conf (the Alpine image has none); the C libraries
+    # read at most three nameservers.
+    dns: Annotated[list[ipaddress.IPv4Address], Field(max_length=3)] = Field(default_factory=list)
     interface: InterfaceName = "eth0"
     unicast: bool = False
     preempt: bool = True
@@ -226,6 +228,16 @@ class VmSpec(Spec):
         return self
 
 
+_HTTPS_RE = r"^https://[A-Za-z0-9.-]+(:[0-9]{1,5})?/?$"
+
+
+class ProxmoxHostSpec(Spec):
+    """A standalone PVE host's own API (its token is the secret proxmoxApiTokens.<host>)."""
+
+    endpoint: Annotated[str, StringConstraints(pattern=_HTTPS_RE)]
+    insecure: bool = False
+
+
 # --- HAProxy ---------------------------------------------------------------------------------
 
 
@@ -343,15 +355,22 @@ class StackSpec(Spec):
     cluster: ClusterSpec
     vm: VmSpec = VmSpec()
     haproxy: HaproxySpec
+    # Standalone PVE hosts, each with its own endpoint; other hosts use proxmoxve:endpoint.
+    proxmox_hosts: dict[HostName, ProxmoxHostSpec] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _platform(self) -> StackSpec:
         if self.platform == "proxmox" and self.ssh_public_key is None:
             raise KeyError_(("sshPublicKey",), "required on platform proxmox (cloud-init installs it)")
+        used = {n.host for n in self.cluster.nodes}
+        for host in sorted(self.proxmox_hosts):
+            if host not in used:
+                raise KeyError_(("proxmoxHosts", host), f"no node runs on host {host!r} "
+                                f"(hosts: {', '.join(sorted(used))})")
         return self
 
 
-SECRET_KEYS = ("statsPassword", "vrrpPassword", "sshPrivateKey")
+SECRET_KEYS = ("statsPassword", "vrrpPassword", "sshPrivateKey", "proxmoxApiTokens")
 
 
 @dataclass(frozen=True)
@@ -433,6 +452,7 @@ PATTERN_HELP = {
     _SSH_KEY_RE: "one line `<type> <base64> [comment]` with type ssh-ed25519, ssh-rsa or ecdsa-sha2-nistp*",
     _URL_RE: "an http(s) URL of a .qcow2, .img or .raw image, without spaces or quotes",
     _SHA512_RE: "128 lowercase hex digits (a sha512)",
+    _HTTPS_RE: "an https URL of a PVE API, like https://pve1.example.lan:8006/",
 }
 
 
@@ -458,7 +478,7 @@ def _from_validation_error(exc: ValidationError) -> ConfigError:
 
 # --- Loading ---------------------------------------------------------------------------------
 
-KNOWN_KEYS = ("platform", "sshPublicKey", "cluster", "vm", "haproxy")
+KNOWN_KEYS = ("platform", "sshPublicKey", "cluster", "vm", "haproxy", "proxmoxHosts")
 
 
 def load_stack(config: Mapping[str, Any]) -> StackSpec:
@@ -476,7 +496,7 @@ def load_stack(config: Mapping[str, Any]) -> StackSpec:
     for key in ("cluster", "haproxy"):
         if key not in values:
             raise ConfigError(f"{PROJECT}:{key}", "required")
-    for key in ("cluster", "vm", "haproxy"):
+    for key in ("cluster", "vm", "haproxy", "proxmoxHosts"):
         if key in values and not isinstance(values[key], dict):
             raise ConfigError(f"{PROJECT}:{key}", f"must be a mapping, got {type(values[key]).__name__}")
     try:
@@ -488,36 +508,23 @@ def load_stack(config: Mapping[str, Any]) -> StackSpec:
 # --- Derived values --------------------------------------------------------------------------
 
 
+# What every node installs, on the VMs (apk) and in the lab (apt) alike. rsyslog receives
+# HAProxy's logs inside its chroot; logrotate rotates them.
+PACKAGES = ("haproxy", "keepalived", "rsyslog", "logrotate", "qemu-guest-agent")
+
+
 @dataclass(frozen=True)
 class Platform:
-    """What differs between the Proxmox VMs (Alpine) and the lab (Debian in namespaces)."""
+    """What differs between the Proxmox VMs and the lab's network namespaces: only what a
+    namespace cannot do (README, "lab differences")."""
 
     name: str
-    chroot: str | None
-    haproxy_user: str
-    log_target: str
     # The kernel's process-event connector works only in the initial network namespace.
     track_process: bool
-    packages: tuple[str, ...]
-    guest_agent: bool
-    # Lab nodes share the host's /etc/runlevels and /etc/sysctl.d: leave them alone there.
-    enable_at_boot: bool
-    persist_sysctl: bool
 
     @staticmethod
     def of(name: str) -> Platform:
-        if name == "lab":
-            # /dev/log in a lab node would be the host's syslog: log to the node's own loopback.
-            return Platform(
-                "lab", "/var/lib/haproxy", "haproxy", "127.0.0.1:514", track_process=False,
-                packages=("haproxy", "keepalived"), guest_agent=False, enable_at_boot=False,
-                persist_sysctl=False,
-            )
-        return Platform(
-            "proxmox", "/var/lib/haproxy", "haproxy", "/dev/log", track_process=True,
-            packages=("haproxy", "keepalived", "qemu-guest-agent"), guest_agent=True,
-            enable_at_boot=True, persist_sysctl=True,
-        )
+        return Platform(name, track_process=name != "lab")
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import jinja2
 
-from .model import ALPINE_REPOSITORIES, Cluster, Node
+from .model import ALPINE_REPOSITORIES, PACKAGES, Cluster, Node
 
 # Looked up at call time, so a test can point it at an altered copy.
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
@@ -27,8 +27,17 @@ class Paths:
     state_file: str = "/run/haproxy-ha/vrrp-state"
     state_log: str = "/var/log/keepalived-state-change.log"
     stage_dir: str = "/var/lib/haproxy-ha/staged"
+    # The previous version of each applied file (kept out of /etc/logrotate.d, where a second
+    # copy would be read as a duplicate entry).
+    backup_dir: str = "/var/lib/haproxy-ha/backup"
     haproxy_pidfile: str = "/run/haproxy.pid"
     keepalived_pidfile: str = "/run/keepalived.pid"
+    haproxy_chroot: str = "/var/lib/haproxy"
+    haproxy_log_socket: str = "/var/lib/haproxy/dev/log"
+    haproxy_log: str = "/var/log/haproxy.log"
+    rsyslog_conf: str = "/etc/rsyslog.conf"
+    rsyslog_pidfile: str = "/run/rsyslogd.pid"
+    logrotate_haproxy: str = "/etc/logrotate.d/haproxy"
 
 
 PATHS = Paths()
@@ -105,6 +114,10 @@ def render_node(
         return env.get_template(template).render(ctx)
 
     return (
+        RenderedFile("rsyslog.conf", paths.rsyslog_conf, "0644", render("rsyslog.conf.j2"), secret=False),
+        RenderedFile(
+            "logrotate-haproxy", paths.logrotate_haproxy, "0644", render("logrotate-haproxy.j2"), secret=False
+        ),
         RenderedFile("haproxy.cfg", paths.haproxy_cfg, "0640", render("haproxy.cfg.j2"), secret=True),
         RenderedFile(
             "keepalived.conf",
@@ -144,16 +157,36 @@ class ServiceApply:
     files: tuple[ApplyFile, ...]
     pidfile: str
     comm: str
-    reload_signal: str
+    reload_signal: str | None  # None: the service manager restarts it
     new_worker: bool
     ports: tuple[int, ...]
     health_url: str | None
     health_seconds: int
     settle_seconds: int
+    sockets: tuple[str, ...] = ()  # UNIX sockets it must have created
 
 
-def service_applies(cluster: Cluster, paths: Paths = PATHS) -> tuple[ServiceApply, ServiceApply]:
-    """HAProxy first (it must serve before keepalived may hold the VIP), then keepalived."""
+def service_applies(cluster: Cluster, paths: Paths = PATHS) -> tuple[ServiceApply, ...]:
+    """rsyslog first (HAProxy's log socket), then HAProxy (it must serve before keepalived may
+    hold the VIP), then keepalived."""
+    rsyslog = ServiceApply(
+        name="rsyslog",
+        files=(
+            ApplyFile("rsyslog.conf", paths.rsyslog_conf, "0644", "rsyslogd -N1 -f"),
+            ApplyFile("logrotate-haproxy", paths.logrotate_haproxy, "0644", "logrotate_check"),
+        ),
+        pidfile=paths.rsyslog_pidfile,
+        comm="rsyslogd",
+        # HUP only reopens files; new inputs need a restart. HAProxy's datagrams sent during
+        # that second are lost, its traffic is not affected.
+        reload_signal=None,
+        new_worker=False,
+        ports=(),
+        health_url=None,
+        health_seconds=10,
+        settle_seconds=1,
+        sockets=(paths.haproxy_log_socket,),
+    )
     haproxy = ServiceApply(
         name="haproxy",
         files=(ApplyFile("haproxy.cfg", paths.haproxy_cfg, "0640", "haproxy -dW -c -f"),),
@@ -183,7 +216,7 @@ def service_applies(cluster: Cluster, paths: Paths = PATHS) -> tuple[ServiceAppl
         health_seconds=10,
         settle_seconds=2,
     )
-    return haproxy, keepalived
+    return rsyslog, haproxy, keepalived
 
 
 def render_scripts(
@@ -194,14 +227,13 @@ def render_scripts(
     platform = cluster.platform
     base = {"node": node, "paths": paths, "platform": platform}
     scripts = {
-        "bootstrap.sh": env.get_template("scripts/bootstrap.sh.j2").render(base),
+        "bootstrap.sh": env.get_template("scripts/bootstrap.sh.j2").render(
+            base, dns=[str(s) for s in cluster.spec.cluster.dns]
+        ),
         "install.sh": env.get_template("scripts/install.sh.j2").render(
             base,
-            packages=platform.packages,
+            packages=PACKAGES,
             apk_repositories=ALPINE_REPOSITORIES,
-            guest_agent=platform.guest_agent,
-            enable_at_boot=platform.enable_at_boot,
-            persist_sysctl=platform.persist_sysctl,
         ),
     }
     for svc in service_applies(cluster, paths):

@@ -10,16 +10,16 @@ import pulumi
 from pulumi.runtime import config as runtime_config
 
 from .model import PROJECT, Cluster, ConfigError, Secrets, build_cluster
+from .proxmox import PveAccess, parse_tokens, resolve
 
-OBJECT_KEYS = ("cluster", "vm", "haproxy")
+OBJECT_KEYS = ("cluster", "vm", "haproxy", "proxmoxHosts")
 
 
 @dataclass(frozen=True)
 class Settings:
     cluster: Cluster
     ssh_private_key: pulumi.Output[str]  # secret
-    proxmox: dict[str, Any]  # proxmoxve:* plain keys (endpoint, insecure, ...)
-    proxmox_api_token: pulumi.Output[str] | None  # secret
+    pve: PveAccess | None  # platform proxmox: the endpoint and token of every host
 
 
 def _all_config() -> dict[str, Any]:
@@ -56,18 +56,11 @@ def load_settings(stack: str) -> Settings:
     cluster = build_cluster(stack, plain, Secrets(stats, vrrp))
     if cluster.spec.platform == "lab" and not cluster.spec.ssh_public_key:
         raise ConfigError(f"{PROJECT}:sshPublicKey", "required on platform lab (the nodes' authorized key)")
-    proxmox = {
-        k.partition(":")[2]: v for k, v in raw.items() if k.startswith("proxmoxve:") and k != "proxmoxve:apiToken"
-    }
-    token = raw.get("proxmoxve:apiToken")
+    pve = None
     if cluster.spec.platform == "proxmox":
-        if not proxmox.get("endpoint"):
-            raise ConfigError("proxmoxve:endpoint", "required on platform proxmox (https://pve.example.lan:8006/)")
-        if not token:
-            raise ConfigError("proxmoxve:apiToken", "required on platform proxmox; set it with --secret")
-    return Settings(
-        cluster=cluster,
-        ssh_private_key=pulumi.Output.secret(ssh_key),
-        proxmox=proxmox,
-        proxmox_api_token=pulumi.Output.secret(token) if token else None,
-    )
+        proxmox = {
+            k.partition(":")[2]: v for k, v in raw.items() if k.startswith("proxmoxve:") and k != "proxmoxve:apiToken"
+        }
+        host_tokens = parse_tokens(raw.get(f"{PROJECT}:proxmoxApiTokens"))
+        pve = resolve(cluster.spec, proxmox, raw.get("proxmoxve:apiToken"), host_tokens)
+    return Settings(cluster=cluster, ssh_private_key=pulumi.Output.secret(ssh_key), pve=pve)

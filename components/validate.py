@@ -168,3 +168,31 @@ def check_shell(script: RenderedFile) -> CheckResult:
     if not ran:
         return CheckResult(tool, "skipped", "busybox and shellcheck not installed")
     return CheckResult(tool, "failed", "\n".join(problems)) if problems else CheckResult(tool, "ok")
+
+
+def check_rsyslog(config_text: str) -> CheckResult:
+    """`rsyslogd -N1`: a full config check that starts nothing."""
+    binary = shutil.which("rsyslogd")
+    if not binary:
+        return CheckResult("rsyslogd -N1", "skipped", "rsyslog not installed")
+    with tempfile.TemporaryDirectory(prefix="haproxy-ha-check-") as tmp:
+        path = Path(tmp, "rsyslog.conf")
+        path.write_text(config_text)
+        code, out = _run([binary, "-N1", "-f", str(path)])
+    return CheckResult("rsyslogd -N1", "failed", out) if code else CheckResult("rsyslogd -N1", "ok")
+
+
+def check_logrotate(config_text: str) -> CheckResult:
+    """`logrotate -d` (a dry run); it exits 0 after ignoring an unknown option, so any `error:`
+    line fails the check, as the node's apply step does."""
+    binary = shutil.which("logrotate")
+    if not binary:
+        return CheckResult("logrotate -d", "skipped", "logrotate not installed")
+    with tempfile.TemporaryDirectory(prefix="haproxy-ha-check-") as tmp:
+        path = Path(tmp, "logrotate.conf")
+        path.write_text(config_text)
+        code, out = _run([binary, "-d", "-s", str(Path(tmp, "state")), str(path)])
+    errors = [line for line in out.splitlines() if line.startswith("error:")]
+    if code or errors:
+        return CheckResult("logrotate -d", "failed", "\n".join(errors) or out)
+    return CheckResult("logrotate -d", "ok")

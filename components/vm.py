@@ -11,14 +11,13 @@ from pulumi_proxmoxve import download
 
 from .machines import Machine
 from .model import Cluster
+from .proxmox import DEFAULT, PveAccess
 
 
 @dataclass(frozen=True)
 class ProxmoxVmsArgs:
     cluster: Cluster
-    endpoint: str
-    insecure: bool
-    api_token: pulumi.Input[str]
+    pve: PveAccess
 
 
 def image_file_name(url: str) -> str:
@@ -40,7 +39,12 @@ def vm_args(cluster: Cluster, index: int, image_id: pulumi.Input[str]) -> dict[s
         started=True,
         stop_on_destroy=True,
         operating_system=proxmoxve.VmLegacyOperatingSystemArgs(type="l26"),
-        agent=proxmoxve.VmLegacyAgentArgs(enabled=True, type="virtio"),
+        # The virtio-serial channel for qemu-guest-agent (our install step adds the agent). The
+        # provider would otherwise wait up to 15 min for the agent's IP report after every
+        # create and refresh; our addresses are static, so it never needs that report.
+        agent=proxmoxve.VmLegacyAgentArgs(
+            enabled=True, type="virtio", wait_for_ip=proxmoxve.VmLegacyAgentWaitForIpArgs(disabled=True)
+        ),
         cpu=proxmoxve.VmLegacyCpuArgs(cores=vm.cores, type="x86-64-v2-AES"),
         memory=proxmoxve.VmLegacyMemoryArgs(dedicated=vm.memory_mi_b),
         disks=[
@@ -81,14 +85,23 @@ class ProxmoxVms(pulumi.ComponentResource):
     def __init__(self, name: str, args: ProxmoxVmsArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("haproxy-ha:index:ProxmoxVms", name, None, opts)
         cluster, vm = args.cluster, args.cluster.spec.vm
-        provider = proxmoxve.Provider(
-            f"{name}-provider",
-            endpoint=args.endpoint,
-            insecure=args.insecure,
-            api_token=args.api_token,
-            opts=pulumi.ResourceOptions(parent=self),
-        )
-        child = pulumi.ResourceOptions(parent=self, provider=provider)
+        # One provider per distinct API: a PVE cluster serves all its hosts, a standalone host
+        # only itself. The single-endpoint provider keeps its name, so its resources keep URNs.
+        providers: dict[str, proxmoxve.Provider] = {}
+        for endpoint in args.pve.endpoints:
+            provider = proxmoxve.Provider(
+                f"{name}-provider" if endpoint.key == DEFAULT else f"{name}-provider-{endpoint.key}",
+                endpoint=endpoint.endpoint,
+                insecure=endpoint.insecure,
+                api_token=pulumi.Output.secret(args.pve.tokens[endpoint.token_key]),
+                opts=pulumi.ResourceOptions(parent=self),
+            )
+            for host in endpoint.hosts:
+                providers[host] = provider
+
+        def child(host: str) -> pulumi.ResourceOptions:
+            return pulumi.ResourceOptions(parent=self, provider=providers[host])
+
         images: dict[str, download.File] = {}
         for host in sorted({n.host for n in cluster.nodes}):
             images[host] = download.File(
@@ -101,7 +114,7 @@ class ProxmoxVms(pulumi.ComponentResource):
                 checksum=vm.image_checksum,
                 checksum_algorithm="sha512",
                 overwrite=False,
-                opts=child,
+                opts=child(host),
             )
         self.vms: dict[str, proxmoxve.VmLegacy] = {}
         self.machines = {}
@@ -110,7 +123,7 @@ class ProxmoxVms(pulumi.ComponentResource):
                 f"{name}-{node.name}",
                 **vm_args(cluster, node.index, images[node.host].id),
                 opts=pulumi.ResourceOptions.merge(
-                    child,
+                    child(node.host),
                     pulumi.ResourceOptions(
                         # PVE fills these in after creation; they are not ours to diff.
                         ignore_changes=["macAddresses", "networkDevices[0].macAddress"],

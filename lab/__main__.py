@@ -6,6 +6,10 @@ import argparse
 import os
 import sys
 
+from pulumi.errors import RunError
+
+from components.model import ConfigError
+
 from .runner import Lab, main_up
 
 
@@ -20,13 +24,21 @@ def main(argv: list[str] | None = None) -> int:
     if os.geteuid() != 0:
         print("error: the lab needs root (network namespaces)", file=sys.stderr)
         return 2
-    if args.command == "up":
-        return main_up(args.stack, args.diff, tuple(args.replace))
-    lab = Lab(args.stack)
-    if args.command == "preview":
-        lab.preview(diff=args.diff, replace=tuple(args.replace))
-    else:
-        lab.down()
+    lab = None
+    try:
+        lab = Lab(args.stack)
+        if args.command == "up":
+            return main_up(lab, args.diff, tuple(args.replace))
+        if args.command == "preview":
+            lab.preview(diff=args.diff, replace=tuple(args.replace))
+        else:
+            lab.down()
+    except (ConfigError, RunError) as exc:
+        # Like Pulumi: one line naming the key, no traceback; nothing was touched.
+        print(f"error: {exc}", file=sys.stderr)
+        if lab is not None:
+            lab.discard_if_unused()
+        return 2
     return 0
 
 

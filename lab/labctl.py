@@ -19,6 +19,7 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import textwrap
@@ -28,18 +29,34 @@ from pathlib import Path
 LAB_ROOT = Path(os.environ.get("HAPROXY_HA_LAB_DIR", "/var/lib/haproxy-ha-lab"))
 # Directories each node gets privately, bind-mounted over the host's.
 NODE_DIRS = {
-    "etc-haproxy": "/etc/haproxy",
-    "etc-keepalived": "/etc/keepalived",
-    "etc-ssh": "/etc/ssh",
     "var-lib-haproxy": "/var/lib/haproxy",
     "var-lib-haproxy-ha": "/var/lib/haproxy-ha",
+    "var-lib-logrotate": "/var/lib/logrotate",
     "var-log": "/var/log",
 }
+# Directories a node sees as the host's plus its own changes (an overlay whose upper layer is
+# the node's): whatever the program writes there stays in the node.
+NODE_OVERLAYS = {"etc": "/etc", "usr-sbin": "/usr/sbin"}
 # PID 1 of a node reaps the daemons that double-fork into the background.
 REAPER = (
     "import os, time\n"
     "while True:\n    try:\n        os.wait()\n    except ChildProcessError:\n        time.sleep(1)\n"
 )
+# Debian 12 ships rsyslog for systemd only; the node gets an OpenRC service like Alpine's
+# (aports main/rsyslog/rsyslog.initd), so `rc-service rsyslog start` works on both.
+RSYSLOG_INITD = """#!/sbin/openrc-run
+# lab node: the OpenRC service Alpine's rsyslog package ships (Debian 12 has none).
+command=/usr/sbin/rsyslogd
+command_args="-i /run/rsyslogd.pid -f /etc/rsyslog.conf"
+pidfile=/run/rsyslogd.pid
+extra_started_commands="reload"
+
+reload() {
+    ebegin "Reloading $RC_SVCNAME"
+    start-stop-daemon --signal HUP --pidfile "$pidfile"
+    eend $?
+}
+"""
 
 
 def sh(*argv: str, check: bool = True, capture: bool = False) -> str:
@@ -124,28 +141,53 @@ def net_down(prefix: str) -> None:
 
 
 def _node_init(node_dir: Path, name: str) -> str:
+    overlays = "\n".join(
+        f'mount -t overlay overlay -o lowerdir={dst},upperdir="{node_dir / src}",workdir="{node_dir / src}-work" {dst}'
+        for src, dst in NODE_OVERLAYS.items()
+    )
     mounts = "\n".join(f'mount --bind "{node_dir / src}" {dst}' for src, dst in NODE_DIRS.items())
     return textwrap.dedent(
         """\
         #!/bin/sh
-        # PID 1 of lab node {name}: private mounts, host name, sshd, then reap orphans.
+        # PID 1 of lab node {name}: private mounts, host name, syslog, sshd, then reap orphans.
         set -eu
         mount -t tmpfs -o mode=0755 tmpfs /run
-        mkdir -p /run/sshd /run/openrc /run/haproxy
+        mkdir -p /run/sshd /run/haproxy
+        # OpenRC's state, as after boot: openrc-run services (rsyslog) need it.
+        mkdir -p /run/openrc && cd /run/openrc
+        mkdir daemons exclusive failed hotplugged inactive options scheduled started starting stopping tmp wasinactive
+        echo default > softlevel && cd /
+        # A /dev of its own: its /dev/log is the node's syslog, never the host's.
+        mount -t tmpfs -o mode=0755,nosuid tmpfs /dev
+        mknod -m 666 /dev/null c 1 3; mknod -m 666 /dev/zero c 1 5; mknod -m 666 /dev/full c 1 7
+        mknod -m 666 /dev/random c 1 8; mknod -m 666 /dev/urandom c 1 9; mknod -m 666 /dev/tty c 5 0
+        mkdir /dev/pts /dev/shm
+        mount -t devpts -o newinstance,ptmxmode=0666,mode=0620 devpts /dev/pts
+        ln -s pts/ptmx /dev/ptmx
+        mount -t tmpfs -o mode=1777 tmpfs /dev/shm
+        ln -s /proc/self/fd /dev/fd
+        ln -s /proc/self/fd/0 /dev/stdin; ln -s /proc/self/fd/1 /dev/stdout; ln -s /proc/self/fd/2 /dev/stderr
+        {overlays}
         {mounts}
-        mount --bind "{node_dir}/hostname" /etc/hostname
-        hostname "{name}"
-        /usr/sbin/sshd -f /etc/ssh/sshd_config -E /var/log/sshd.log
+        hostname "$(cat /etc/hostname)"
+        # As on the Alpine image: busybox syslogd on /dev/log, writing /var/log/messages.
+        busybox syslogd -t
+        # As on the Alpine image (openssh-server-pam): the daemon is sshd.pam, /run/sshd.pid.
+        /usr/sbin/sshd.pam
         exec python3 -c '{reaper}'
         """
-    ).format(name=name, node_dir=node_dir, mounts=mounts, reaper=REAPER)
+    ).format(name=name, overlays=overlays, mounts=mounts, reaper=REAPER)
 
 
-def _sshd_config(ip: str) -> str:
+def _whiteout(path: Path) -> None:
+    """Hide the lower layer's file in an overlay (a 0/0 character device in the upper layer)."""
+    os.mknod(path, 0o600 | stat.S_IFCHR, os.makedev(0, 0))
+
+
+def _sshd_config() -> str:
     # A fresh machine's permissive defaults; the program's bootstrap step hardens them.
     return textwrap.dedent(
-        f"""\
-        ListenAddress {ip}
+        """\
         Port 22
         HostKey /etc/ssh/ssh_host_ed25519_key
         AuthorizedKeysFile /etc/ssh/authorized_keys
@@ -158,23 +200,30 @@ def _sshd_config(ip: str) -> str:
 
 
 def node_up(prefix: str, index: str, name: str, address: str, gateway: str, public_key: str) -> None:
-    ip = address.split("/")[0]
     node_dir = lab_dir(prefix) / "nodes" / name
     if node_dir.exists():
         shutil.rmtree(node_dir)
-    for sub in NODE_DIRS:
+    for sub in [*NODE_DIRS, *NODE_OVERLAYS, *(o + "-work" for o in NODE_OVERLAYS)]:
         (node_dir / sub).mkdir(parents=True, mode=0o755)
     for mountpoint in NODE_DIRS.values():  # at most an empty mount point on the host
         Path(mountpoint).mkdir(parents=True, exist_ok=True)
-    # What the distribution packages put in /etc/haproxy (a fresh machine's starting point).
-    if Path("/etc/haproxy").is_dir():
-        shutil.copytree("/etc/haproxy", node_dir / "etc-haproxy", dirs_exist_ok=True)
-    ssh_dir = node_dir / "etc-ssh"
+    etc = node_dir / "etc"
+    # Like the Alpine cloud image: no resolver configuration until bootstrap writes one.
+    _whiteout(etc / "resolv.conf")
+    (etc / "hostname").write_text(f"{name}\n")  # PVE's cloud-init names the VM
+    ssh_dir = etc / "ssh"
+    ssh_dir.mkdir(mode=0o755)
     sh("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", f"{name}-host", "-f", str(ssh_dir / "ssh_host_ed25519_key"))
-    (ssh_dir / "sshd_config").write_text(_sshd_config(ip))
+    (ssh_dir / "sshd_config").write_text(_sshd_config())
     (ssh_dir / "authorized_keys").write_text(public_key.strip() + "\n")
     (ssh_dir / "authorized_keys").chmod(0o600)
-    (node_dir / "hostname").write_text("localhost\n")
+    (etc / "init.d").mkdir(mode=0o755)
+    (etc / "init.d" / "rsyslog").write_text(RSYSLOG_INITD)
+    (etc / "init.d" / "rsyslog").chmod(0o755)
+    # sshd exists only as sshd.pam, the name openssh-server-pam gives it on Alpine.
+    sbin = node_dir / "usr-sbin"
+    _whiteout(sbin / "sshd")
+    shutil.copy2("/usr/sbin/sshd", sbin / "sshd.pam")
     init = node_dir / "init.sh"
     init.write_text(_node_init(node_dir, name))
 

@@ -63,7 +63,7 @@ class Lab:
         self.stack = stack
         self.prefix = lab_prefix(stack)
         self.state_dir = labctl.LAB_ROOT / "stacks" / stack
-        self.base_config = config if config is not None else read_stack("lab").config
+        self.base_config = config if config is not None else read_stack(stack).config
         self.log = log
         self._lock = threading.Lock()
         self._host_locks: dict[str, threading.Lock] = {}
@@ -298,6 +298,16 @@ class Lab:
 
     # --- teardown and status ----------------------------------------------------------------
 
+    def discard_if_unused(self) -> None:
+        """After a config error: remove the credentials made for a stack that was never applied."""
+        if self.state_dir.is_dir() and not self._state_file().exists():
+            for path in self.state_dir.iterdir():
+                path.unlink()
+            self.state_dir.rmdir()
+            for empty in (self.state_dir.parent, labctl.LAB_ROOT):
+                if empty.is_dir() and not any(empty.iterdir()):
+                    empty.rmdir()
+
     def down(self) -> None:
         """Run every delete in reverse order, then remove anything left in the lab's namespaces."""
         state = self.load_state()
@@ -336,8 +346,7 @@ class Lab:
         return holders
 
 
-def main_up(stack: str, diff: bool, replace: tuple[str, ...]) -> int:
-    lab = Lab(stack)
+def main_up(lab: Lab, diff: bool, replace: tuple[str, ...]) -> int:
     try:
         outcome = lab.up(diff=diff, replace=replace)
     except LabError as exc:

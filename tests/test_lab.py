@@ -4,8 +4,11 @@ haproxy and keepalived. Each test leaves the cluster as it found it (VIP on k3s-
 from __future__ import annotations
 
 import copy
+import re
 import shutil
 import time
+import uuid
+from pathlib import Path
 
 import pytest
 
@@ -58,8 +61,61 @@ def test_up_serves_through_the_vip_from_the_highest_priority_node(lab):
     user = f"admin:{lab.stats_password}@"
     assert probe.http_get(lab, f"http://{user}192.0.2.100:8404/metrics")[0] == 200
     # sshd was hardened by the bootstrap step.
-    sshd = probe.node_exec(ns(lab, "k3s-lb-02"), "sshd -T -f /etc/ssh/sshd_config").stdout
+    sshd = probe.node_exec(ns(lab, "k3s-lb-02"), "sshd.pam -T -f /etc/ssh/sshd_config").stdout
     assert "permitrootlogin without-password" in sshd and "passwordauthentication no" in sshd
+
+
+def node_cat(lab, node: str, path: str) -> str:
+    return probe.node_exec(ns(lab, node), f"cat {path}", check=False).stdout
+
+
+def test_a_request_through_the_vip_lands_in_the_holders_haproxy_log_which_rotates(lab):
+    """Audit finding 3: HAProxy's workers log from their chroot through rsyslog's socket there."""
+    first, second = f"/log-probe-{uuid.uuid4().hex}", f"/log-probe-{uuid.uuid4().hex}"
+    assert probe.http_get(lab, f"http://192.0.2.100:5000{first}")[0] in (200, 404)
+    probe.wait_for(lambda: first in node_cat(lab, "k3s-lb-01", "/var/log/haproxy.log"), 5)
+    line = next(x for x in node_cat(lab, "k3s-lb-01", "/var/log/haproxy.log").splitlines() if first in x)
+    assert " haproxy[" in line and " main app/" in line
+    assert first not in node_cat(lab, "k3s-lb-02", "/var/log/haproxy.log"), "only the VIP holder served it"
+    # Rotated as the daily cron job would, rsyslog reopens its file (postrotate HUP).
+    probe.node_exec(ns(lab, "k3s-lb-01"), "logrotate -f /etc/logrotate.d/haproxy")
+    assert first in node_cat(lab, "k3s-lb-01", "/var/log/haproxy.log.1")
+    probe.http_get(lab, f"http://192.0.2.100:5000{second}")
+    probe.wait_for(lambda: second in node_cat(lab, "k3s-lb-01", "/var/log/haproxy.log"), 5)
+    assert second not in node_cat(lab, "k3s-lb-01", "/var/log/haproxy.log.1")
+
+
+def test_every_node_resolves_through_the_configured_servers_and_the_host_keeps_its_own(lab):
+    """Audit finding 4: the node starts without /etc/resolv.conf; bootstrap writes our block."""
+    for node in NODES:
+        assert node_cat(lab, node, "/etc/resolv.conf") == "# BEGIN haproxy-ha\nnameserver 192.0.2.1\n# END haproxy-ha\n"
+    assert "haproxy-ha" not in Path("/etc/resolv.conf").read_text()
+
+
+def test_services_start_at_boot_on_the_node_and_nothing_changed_on_the_host(lab):
+    enabled = probe.node_exec(ns(lab, "k3s-lb-02"), "rc-update show default").stdout
+    for service in ("haproxy", "keepalived", "rsyslog"):
+        assert re.search(rf"^\s*{service} \|\s*default", enabled, re.M), service
+    assert node_cat(lab, "k3s-lb-02", "/etc/sysctl.d/90-haproxy-ha.conf") == "net.ipv4.ip_nonlocal_bind = 1\n"
+    assert not Path("/etc/sysctl.d/90-haproxy-ha.conf").exists()
+    assert not Path("/etc/runlevels/default/rsyslog").exists()
+
+
+def test_sshd_rejecting_the_hardened_config_says_what_ran_and_what_it_printed(lab):
+    """Audit finding 5: the node's sshd is sshd.pam; a rejection quotes the command and its output."""
+    node = ns(lab, "k3s-lb-03")
+    probe.node_exec(node, "cp -p /etc/ssh/sshd_config /var/lib/haproxy-ha/sshd_config.good && "
+                          "sed -i '/^# BEGIN haproxy-ha$/,/^# END haproxy-ha$/d' /etc/ssh/sshd_config && "
+                          "echo 'NoSuchOption yes' >> /etc/ssh/sshd_config")
+    try:
+        expected = (r"(?s)k3s-lb-03-bootstrap.*sshd rejected the hardened config; /etc/ssh/sshd_config left "
+                    r"unchanged\. Ran: /usr/sbin/sshd\.pam -t -f /etc/ssh/sshd_config\.new; it printed: .*NoSuchOption")
+        with pytest.raises(LabError, match=expected):
+            lab.up(replace=("k3s-lb-03-bootstrap",))
+        assert "NoSuchOption" in node_cat(lab, "k3s-lb-03", "/etc/ssh/sshd_config"), "left unchanged"
+    finally:
+        probe.node_exec(node, "mv -f /var/lib/haproxy-ha/sshd_config.good /etc/ssh/sshd_config")
+    assert lab.up(replace=("k3s-lb-03-bootstrap",)).executed == ["haproxy-ha-k3s-lb-03-bootstrap"]
 
 
 def test_up_again_with_the_same_config_executes_nothing(lab):

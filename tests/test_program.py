@@ -29,7 +29,9 @@ def test_three_vms_one_per_host_with_the_seed_sizing(prod_run):
     for name, vm in vms.items():
         assert vm["cpu"]["cores"] == 1, name
         assert vm["memory"]["dedicated"] == 512, name
-        assert vm["agent"] == {"enabled": True, "type": "virtio"}, name
+        # The agent's channel exists, but the provider must not wait for an IP report from an
+        # agent that the image does not have yet (bpg waits up to 15 min by default).
+        assert vm["agent"] == {"enabled": True, "type": "virtio", "waitForIp": {"disabled": True}}, name
         assert vm["onBoot"] is True and vm["tags"] == sorted(vm["tags"]), name
         disk = vm["disks"][0]
         assert disk["interface"] == "virtio0" and disk["datastoreId"] == "local-lvm" and disk["size"] == 4
@@ -64,11 +66,16 @@ def test_apply_order_backups_first_holder_last_each_gated_on_the_previous(prod_r
     for prev, node in zip(order, order[1:], strict=False):
         # Every apply step waits for every apply step of the previous node: an unchanged
         # dependency holds nothing up, so one gate alone would not order a change to the other.
-        for step in ("apply-haproxy", "apply-keepalived"):
-            for gate in ("apply-haproxy", "apply-keepalived"):
+        for step in ("apply-rsyslog", "apply-haproxy", "apply-keepalived"):
+            for gate in ("apply-rsyslog", "apply-haproxy", "apply-keepalived"):
                 assert urn[f"haproxy-ha-{prev}-{gate}"] in deps[f"haproxy-ha-{node}-{step}"], (node, step, gate)
-    assert not any("apply" in d for d in map(str, deps["haproxy-ha-k3s-lb-03-apply-haproxy"]))
+    assert not any("apply" in d for d in map(str, deps["haproxy-ha-k3s-lb-03-apply-rsyslog"]))
+    assert {d.rsplit("::", 1)[1] for d in deps["haproxy-ha-k3s-lb-03-apply-haproxy"] if "apply" in d} == {
+        "haproxy-ha-k3s-lb-03-apply-rsyslog"
+    }, "the first node waits only for its own log socket"
     for node in order:
+        # rsyslog's socket exists before HAProxy logs; HAProxy serves before keepalived holds the VIP.
+        assert urn[f"haproxy-ha-{node}-apply-rsyslog"] in deps[f"haproxy-ha-{node}-apply-haproxy"]
         assert urn[f"haproxy-ha-{node}-apply-haproxy"] in deps[f"haproxy-ha-{node}-apply-keepalived"]
         assert urn[f"haproxy-ha-{node}-file-haproxy-cfg"] in deps[f"haproxy-ha-{node}-apply-haproxy"]
         assert urn[f"haproxy-ha-{node}-install"] in deps[f"haproxy-ha-{node}-file-haproxy-cfg"]

@@ -37,7 +37,7 @@ def assert_accepted(cluster) -> None:
         assert result.status == "ok", f"{node}: {result.detail}\n{by_name['keepalived.conf'].text}"
         VALIDATED["keepalived.conf"] += 1
     assert len(haproxy_texts) == 1
-    first = next(iter(rendered.values()))[0]
+    first = next(f for f in next(iter(rendered.values())) if f.name == "haproxy.cfg")
     result = check_haproxy(first.text)
     assert result.status == "ok", f"{result.detail}\n{first.text}"
     VALIDATED["haproxy.cfg"] += len(rendered)
@@ -102,7 +102,7 @@ def test_scripts_pass_busybox_and_shellcheck(stack):
     node = cluster.nodes[0]
     scripts = [f for f in render_node(cluster, node) if f.name.endswith(".sh")]
     scripts += [RenderedFile(n, n, "0755", t, False) for n, t in render_scripts(cluster, node).items()]
-    assert len(scripts) == 6
+    assert len(scripts) == 7  # notify, check, bootstrap, install, apply-{rsyslog,haproxy,keepalived}
     for f in scripts:
         result = check_shell(f)
         assert result.status == "ok", f"{f.name}: {result.detail}"
@@ -121,7 +121,7 @@ def test_haproxy_authenticates_with_the_rendered_hash_and_serves_health_and_metr
     port = free_port()
     cfg["haproxy-ha:haproxy"]["stats"]["port"] = port
     cluster = build_cluster("lab", cfg, Secrets(STATS_PW))
-    text = render_node(cluster, cluster.nodes[0])[0].text
+    text = {f.name: f.text for f in render_node(cluster, cluster.nodes[0])}["haproxy.cfg"]
     # Keep the global/defaults/userlist/stats parts; run unprivileged bits locally.
     head = text.split("\nfrontend main", 1)[0]
     head = "\n".join(
