@@ -15,6 +15,7 @@ import argparse
 import copy
 import os
 import platform
+import signal
 import statistics
 import subprocess
 import sys
@@ -46,18 +47,55 @@ def outage_of(result: dict) -> float:
     return max(result["outages"], default=0.0) if result["failed"] else 0.0
 
 
-def haproxy_dies(lab: Lab) -> float:
+def haproxy_dies(lab: Lab, victim: str = "master") -> float:
+    """`kill -9` of HAProxy's master, or of one of its workers, on the VIP holder."""
     ns = lab.ns(SLOTS["k3s-lb-01"])
     with probe.Load(lab, VIP_URL, workers=4, interval=0.005, timeout=0.1) as load:
         time.sleep(0.5)
-        probe.kill(ns, "haproxy")
+        (master,) = probe.main_pids(ns, "haproxy")
+        os.kill(master if victim == "master" else probe.children(ns, master)[0], signal.SIGKILL)
         probe.wait_for(lambda: holders(lab) == ["k3s-lb-02"], 15)
         time.sleep(1.5)
         result = load.stop()
-    probe.wait_for(lambda: not probe.main_pids(ns, "haproxy"), 10)
+    probe.wait_for(lambda: not any(probe.comm(p) == "haproxy" for p in probe.ns_pids(ns)), 10)
     probe.node_exec(ns, "rc-service haproxy start")
     settle(lab)
     return outage_of(result)
+
+
+def vip_moves(lab: Lab) -> int:
+    """VRRP state changes logged on all nodes so far (each move is at least two)."""
+    return sum(probe.vrrp_transitions(lab.ns(slot)) for slot in SLOTS.values())
+
+
+def reloads(lab: Lab) -> tuple[int, int]:
+    """Ten seamless reloads of the holder's HAProxy in a row, under load: (VIP moves, failed requests)."""
+    ns = lab.ns(SLOTS["k3s-lb-01"])
+    before = vip_moves(lab)
+    with probe.Load(lab, VIP_URL, workers=4, interval=0.005) as load:
+        for _ in range(10):
+            probe.reload_haproxy(ns)
+            time.sleep(0.3)
+        time.sleep(2.5)
+        result = load.stop()
+    return vip_moves(lab) - before, result["failed"]
+
+
+def cpu_saturated(lab: Lab) -> tuple[int, int]:
+    """30 s with one busy loop per CPU: (VIP moves, failed requests)."""
+    before = vip_moves(lab)
+    with probe.CpuBurn(30) as burn, probe.Load(lab, VIP_URL, workers=1, interval=0.05, timeout=2) as load:
+        burn.wait()
+        result = load.stop()
+    return vip_moves(lab) - before, result["failed"]
+
+
+def watcher_cost(lab: Lab) -> str:
+    """CPU and memory haproxy-watch has used on the holder since it started (a 1-core node's share)."""
+    (pid,) = probe.main_pids(lab.ns(SLOTS["k3s-lb-01"]), "haproxy-watch")
+    alive, cpu = probe.age_seconds(pid), probe.cpu_seconds(pid)
+    return (f"haproxy-watch on the holder: {cpu:.2f} s CPU in {alive:.0f} s alive "
+            f"({100 * cpu / alive:.3f} % of one core), RSS {probe.rss_mib(pid):.1f} MiB")
 
 
 def node_dies(lab: Lab) -> float:
@@ -107,7 +145,7 @@ def summary(name: str, values: list[float], unit: str = "s") -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--trials", type=int, default=5)
+    parser.add_argument("--trials", type=int, default=10)
     parser.add_argument("--advert-int", type=float, default=None)
     parser.add_argument("--only", nargs="*", default=None)
     args = parser.parse_args()
@@ -118,7 +156,7 @@ def main() -> None:
         base["haproxy-ha:cluster"]["advertInt"] = args.advert_int
     grown = copy.deepcopy(base)
     grown["haproxy-ha:haproxy"]["backends"][1]["servers"].append({"name": "app3", "address": "192.0.2.23:8080"})
-    wanted = set(args.only or ["haproxy", "node", "rollout", "empty"])
+    wanted = set(args.only or ["haproxy", "worker", "node", "reloads", "cpu", "rollout", "empty"])
 
     print(f"machine: {platform.node()}, {os.cpu_count()} cores, {platform.platform()}, "
           f"{subprocess.run(['haproxy', '-v'], capture_output=True, text=True).stdout.splitlines()[0]}")
@@ -131,9 +169,22 @@ def main() -> None:
         if "haproxy" in wanted:
             print(summary("outage, haproxy killed on the VIP holder",
                           [haproxy_dies(lab) for _ in range(args.trials)]), flush=True)
+        if "worker" in wanted:
+            print(summary("outage, one haproxy worker killed on the VIP holder",
+                          [haproxy_dies(lab, "worker") for _ in range(args.trials)]), flush=True)
         if "node" in wanted:
             print(summary("outage, VIP holder's link cut (node lost)",
                           [node_dies(lab) for _ in range(args.trials)]), flush=True)
+        if "reloads" in wanted:
+            runs = [reloads(lab) for _ in range(args.trials)]
+            print(f"VRRP state changes during 10 reloads in a row: {sum(m for m, _ in runs)} in {len(runs)} trials "
+                  f"(worst {max(m for m, _ in runs)}); failed requests {sum(f for _, f in runs)}", flush=True)
+        if "cpu" in wanted:
+            runs = [cpu_saturated(lab) for _ in range(args.trials)]
+            print(f"VRRP state changes during 30 s of CPU saturation ({os.cpu_count()} busy loops): "
+                  f"{sum(m for m, _ in runs)} in {len(runs)} trials (worst {max(m for m, _ in runs)}); "
+                  f"failed requests {sum(f for _, f in runs)}", flush=True)
+        print(watcher_cost(lab), flush=True)
         if "rollout" in wanted:
             runs = [rollout(lab, [grown, base], t) for t in range(args.trials)]
             for kind in ("new", "keepalive"):

@@ -21,6 +21,8 @@ from .validate import (
     check_haproxy,
     check_keepalived,
     check_logrotate,
+    check_openrc,
+    check_python,
     check_rsyslog,
     check_shell,
     debian13,
@@ -58,6 +60,10 @@ def check_file(f: RenderedFile, scripts: tuple[RenderedFile, ...], cluster: Clus
         return [check_rsyslog(f.text)]
     if f.name == "logrotate-haproxy":
         return [check_logrotate(f.text)]
+    if f.name == "haproxy-watch":
+        return [check_python(f)]
+    if f.name.endswith(".initd"):
+        return [check_openrc(f)]
     if f.name.endswith(".sh"):
         return [check_shell(f)]
     return []

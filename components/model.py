@@ -1,7 +1,7 @@
 """The typed, validated cluster spec and every value derived from it.
 
-Everything the templates print is decided here: priorities, states, the tracking weight,
-unicast peers, the stats password hash, ports, ACL names. Templates only shape text.
+Everything the templates print is decided here: priorities, states, unicast peers, the stats
+password hash, ports, ACL names. Templates only shape text.
 """
 
 from __future__ import annotations
@@ -168,16 +168,6 @@ class ClusterSpec(Spec):
         if sum(n.state == "MASTER" for n in self.nodes) > 1:
             i = [n.state for n in self.nodes].index("MASTER", 1 + [n.state for n in self.nodes].index("MASTER"))
             raise KeyError_(("nodes", i, "state"), "only one node can be forced to MASTER")
-        if self.preempt:
-            # With priorities in 2..254 the span is at most 252, so the weight (span + 1)
-            # stays within keepalived's limit of 253.
-            prios = self.priorities()
-            if prios[-1] < 2:
-                raise KeyError_(
-                    ("nodes", len(self.nodes) - 1, "priority"),
-                    "must be at least 2: keepalived never lowers a priority below 1, so a node "
-                    "with a failed haproxy could tie with a healthy node at priority 1",
-                )
         return self
 
     def priorities(self) -> list[int]:
@@ -186,9 +176,6 @@ class ClusterSpec(Spec):
             return [n.priority for n in self.nodes]  # type: ignore[misc]
         step = min(50, 190 // (len(self.nodes) - 1))
         return [200 - i * step for i in range(len(self.nodes))]
-
-
-MAX_WEIGHT = 253  # keepalived's limit for a tracked script's or process's weight
 
 
 # --- VMs -------------------------------------------------------------------------------------
@@ -509,22 +496,8 @@ def load_stack(config: Mapping[str, Any]) -> StackSpec:
 
 
 # What every node installs, on the VMs (apk) and in the lab (apt) alike. rsyslog receives
-# HAProxy's logs inside its chroot; logrotate rotates them.
-PACKAGES = ("haproxy", "keepalived", "rsyslog", "logrotate", "qemu-guest-agent")
-
-
-@dataclass(frozen=True)
-class Platform:
-    """What differs between the Proxmox VMs and the lab's network namespaces: only what a
-    namespace cannot do (README, "lab differences")."""
-
-    name: str
-    # The kernel's process-event connector works only in the initial network namespace.
-    track_process: bool
-
-    @staticmethod
-    def of(name: str) -> Platform:
-        return Platform(name, track_process=name != "lab")
+# HAProxy's logs inside its chroot; logrotate rotates them; python3 runs haproxy-watch.
+PACKAGES = ("haproxy", "keepalived", "rsyslog", "logrotate", "python3", "qemu-guest-agent")
 
 
 @dataclass(frozen=True)
@@ -547,10 +520,6 @@ class Cluster:
     stack: str
     spec: StackSpec
     secrets: Secrets
-
-    @property
-    def platform(self) -> Platform:
-        return Platform.of(self.spec.platform)
 
     @property
     def nodes(self) -> tuple[Node, ...]:
@@ -582,26 +551,6 @@ class Cluster:
     @property
     def advert_int_text(self) -> str:
         return f"{self.advert_int:g}"
-
-    @property
-    def track_weight(self) -> int:
-        """Weight subtracted when haproxy fails; 0 means the failure puts the node in FAULT.
-
-        With preempt the weight exceeds the span of all priorities, so a failed node falls
-        below every healthy one. Without preempt a lowered priority moves nothing (backups in
-        nopreempt never take over from a live master), so a failure must be a FAULT instead.
-        """
-        if not self.spec.cluster.preempt:
-            return 0
-        prios = self.spec.cluster.priorities()
-        return -(prios[0] - prios[-1] + 1)
-
-    def priority_with_failed_haproxy(self, node: Node) -> int:
-        """The priority the node advertises once its haproxy check fails (0: FAULT, releases)."""
-        if self.track_weight == 0:
-            return 0
-        signals = 2 if self.platform.track_process else 1
-        return max(1, node.priority + signals * self.track_weight)
 
     @property
     def vip_holder(self) -> Node:

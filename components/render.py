@@ -35,6 +35,11 @@ class Paths:
     haproxy_chroot: str = "/var/lib/haproxy"
     haproxy_log_socket: str = "/var/lib/haproxy/dev/log"
     haproxy_log: str = "/var/log/haproxy.log"
+    # Directly in /run: keepalived ignores a track file whose folder is missing when it starts,
+    # and /run is empty after every boot.
+    haproxy_down_file: str = "/run/haproxy-down"
+    watch_script: str = "/usr/local/sbin/haproxy-watch"
+    watch_initd: str = "/etc/init.d/haproxy-watch"
     rsyslog_conf: str = "/etc/rsyslog.conf"
     rsyslog_pidfile: str = "/run/rsyslogd.pid"
     logrotate_haproxy: str = "/etc/logrotate.d/haproxy"
@@ -90,12 +95,10 @@ def _context(cluster: Cluster, node: Node, paths: Paths) -> dict:
         "node": node,
         "cluster": spec.cluster,
         "haproxy": spec.haproxy,
-        "platform": cluster.platform,
         "paths": paths,
         "vrrp_version": cluster.vrrp_version,
         "vrrp_password": cluster.secrets.vrrp_password,
         "advert_int": cluster.advert_int_text,
-        "track_weight": cluster.track_weight,
         "health_port": cluster.health_port,
         "stats_password_hash": cluster.stats_password_hash,
         "placeholders": cluster.secrets.placeholders,
@@ -125,6 +128,10 @@ def render_node(
             "0640",
             render("keepalived.conf.j2"),
             secret=cluster.secrets.vrrp_password is not None,
+        ),
+        RenderedFile("haproxy-watch", paths.watch_script, "0755", render("haproxy-watch.py.j2"), secret=False),
+        RenderedFile(
+            "haproxy-watch.initd", paths.watch_initd, "0755", render("haproxy-watch.initd.j2"), secret=False
         ),
         RenderedFile("notify.sh", paths.notify_script, "0755", render("notify.sh.j2"), secret=False),
         RenderedFile(
@@ -164,11 +171,13 @@ class ServiceApply:
     health_seconds: int
     settle_seconds: int
     sockets: tuple[str, ...] = ()  # UNIX sockets it must have created
+    # Files that must hold these values once healthy (path, value).
+    file_values: tuple[tuple[str, str], ...] = ()
 
 
 def service_applies(cluster: Cluster, paths: Paths = PATHS) -> tuple[ServiceApply, ...]:
     """rsyslog first (HAProxy's log socket), then HAProxy (it must serve before keepalived may
-    hold the VIP), then keepalived."""
+    hold the VIP), haproxy-watch (it clears the track file once HAProxy serves), keepalived."""
     rsyslog = ServiceApply(
         name="rsyslog",
         files=(
@@ -200,6 +209,22 @@ def service_applies(cluster: Cluster, paths: Paths = PATHS) -> tuple[ServiceAppl
         health_seconds=15,
         settle_seconds=1,
     )
+    watch = ServiceApply(
+        name="haproxy-watch",
+        files=(
+            ApplyFile("haproxy-watch", paths.watch_script, "0755", "python_check"),
+            ApplyFile("haproxy-watch.initd", paths.watch_initd, "0755", "sh -n"),
+        ),
+        pidfile="/nonexistent",  # supervise-daemon's pidfile is its own: found by name instead
+        comm="haproxy-watch",
+        reload_signal=None,
+        new_worker=False,
+        ports=(),
+        health_url=None,
+        health_seconds=10,
+        settle_seconds=1,
+        file_values=((paths.haproxy_down_file, "0"),),
+    )
     keepalived = ServiceApply(
         name="keepalived",
         files=(
@@ -216,7 +241,7 @@ def service_applies(cluster: Cluster, paths: Paths = PATHS) -> tuple[ServiceAppl
         health_seconds=10,
         settle_seconds=2,
     )
-    return rsyslog, haproxy, keepalived
+    return rsyslog, haproxy, watch, keepalived
 
 
 def render_scripts(
@@ -224,8 +249,7 @@ def render_scripts(
 ) -> dict[str, str]:
     """The node's provisioning scripts: bootstrap, install, apply-haproxy, apply-keepalived."""
     env = _environment(template_dir or TEMPLATES)
-    platform = cluster.platform
-    base = {"node": node, "paths": paths, "platform": platform}
+    base = {"node": node, "paths": paths}
     scripts = {
         "bootstrap.sh": env.get_template("scripts/bootstrap.sh.j2").render(
             base, dns=[str(s) for s in cluster.spec.cluster.dns]

@@ -7,6 +7,7 @@ chroot. Each result's tool label names the version that judged it.
 
 from __future__ import annotations
 
+import ast
 import os
 import re
 import shutil
@@ -133,6 +134,8 @@ def check_keepalived(
             copy.write_text(script.text)
             copy.chmod(0o755)
             text = text.replace(f'"{script.path}"', f'"{seen / script.name}"')
+        # Tracked files too: keepalived creates them (init_file), never on this machine's /run.
+        text = re.sub(r'(?m)^(\s*file ")/[^"]*/([^"/]+)"', lambda m: f'{m.group(1)}{seen / m.group(2)}"', text)
         Path(here, "keepalived.conf").write_text(text)
         argv = daemons.command(binary, "-t", "-f", str(seen / "keepalived.conf"))
         if root:
@@ -196,3 +199,21 @@ def check_logrotate(config_text: str) -> CheckResult:
     if code or errors:
         return CheckResult("logrotate -d", "failed", "\n".join(errors) or out)
     return CheckResult("logrotate -d", "ok")
+
+
+def check_python(script: RenderedFile) -> CheckResult:
+    """The helper parses as Python (the node runs it with its python3)."""
+    try:
+        ast.parse(script.text, script.name)
+    except SyntaxError as exc:
+        return CheckResult("python3 parse", "failed", str(exc))
+    return CheckResult("python3 parse", "ok")
+
+
+def check_openrc(script: RenderedFile) -> CheckResult:
+    """`sh -n` on an OpenRC service file (openrc-run sources it with /bin/sh)."""
+    with tempfile.TemporaryDirectory(prefix="haproxy-ha-check-") as tmp:
+        path = Path(tmp, script.name)
+        path.write_text(script.text)
+        code, out = _run(["sh", "-n", str(path)])
+    return CheckResult("sh -n", "failed", out) if code else CheckResult("sh -n", "ok")

@@ -36,7 +36,7 @@ NODE_DIRS = {
 }
 # Directories a node sees as the host's plus its own changes (an overlay whose upper layer is
 # the node's): whatever the program writes there stays in the node.
-NODE_OVERLAYS = {"etc": "/etc", "usr-sbin": "/usr/sbin"}
+NODE_OVERLAYS = {"etc": "/etc", "usr-sbin": "/usr/sbin", "usr-local": "/usr/local"}
 # PID 1 of a node reaps the daemons that double-fork into the background.
 REAPER = (
     "import os, time\n"

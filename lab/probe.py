@@ -116,3 +116,57 @@ class Load:
         if self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait()
+
+
+def children(ns: str, pid: int) -> list[int]:
+    """Processes in a lab namespace whose parent is `pid`."""
+    return [p for p in ns_pids(ns) if int(_status(p).get("PPid", "0").strip() or 0) == pid]
+
+
+def reload_haproxy(ns: str) -> int:
+    """A seamless reload (USR2 to the master, which re-executes itself under the same PID)."""
+    (master,) = main_pids(ns, "haproxy")
+    os.kill(master, signal.SIGUSR2)
+    return master
+
+
+def vrrp_transitions(ns: str) -> int:
+    """How many VRRP state changes the node's notify script has logged so far."""
+    return len(node_exec(ns, "cat /var/log/keepalived-state-change.log", check=False).stdout.splitlines())
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class CpuBurn:
+    """One busy loop per CPU of this machine, each ending on its own after `seconds`."""
+
+    def __init__(self, seconds: float):
+        loop = f"import time\nend = time.monotonic() + {seconds}\nwhile time.monotonic() < end:\n    pass\n"
+        self.procs = [subprocess.Popen([sys.executable, "-c", loop]) for _ in range(os.cpu_count() or 1)]
+
+    def wait(self) -> None:
+        for proc in self.procs:
+            proc.wait()
+
+    def __enter__(self) -> CpuBurn:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for proc in self.procs:  # only the loops started here, by PID
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait()
+
+
+def age_seconds(pid: int) -> float:
+    """How long a process has been running."""
+    started = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]) / os.sysconf("SC_CLK_TCK")
+    return float(Path("/proc/uptime").read_text().split()[0]) - started
+
+
+def rss_mib(pid: int) -> float:
+    return int(_status(pid)["VmRSS"].split()[0]) / 1024

@@ -239,13 +239,21 @@ def test_drift_a_hand_edit_is_restored_by_the_next_apply(lab):
     assert haproxy_workers(lab, "k3s-lb-01") == clean_workers
 
 
+def settled(lab, seconds: float) -> bool:
+    before = [probe.vrrp_transitions(ns(lab, n)) for n in NODES]
+    time.sleep(seconds)
+    return before == [probe.vrrp_transitions(ns(lab, n)) for n in NODES]
+
+
 def test_without_preempt_the_vip_stays_where_it_moved(lab):
     cfg = copy.deepcopy(lab.base_config)
     cfg["haproxy-ha:cluster"]["preempt"] = False
     outcome = lab.up(cfg)
-    assert {n for n in outcome.executed if "apply-haproxy" in n} == set()
+    assert {n for n in outcome.executed if n.endswith("apply-haproxy")} == set()
     try:
-        probe.wait_for(lambda: len(holders(lab)) == 1, 10)
+        # Reloaded into nopreempt, every node restarts as BACKUP and they elect anew: wait
+        # until no node has changed state for 2 s.
+        probe.wait_for(lambda: len(holders(lab)) == 1 and settled(lab, 2), 20, interval=0.5)
         first = holders(lab)[0]
         assert probe.kill(ns(lab, first), "haproxy")
         probe.wait_for(lambda: holders(lab) not in ([], [first]), 10)

@@ -58,10 +58,15 @@ def test_sshd_runs_under_the_production_name_only(node):
     assert run(node, "cat /run/sshd.pid").stdout.strip().isdigit()
 
 
-def test_etc_is_the_nodes_own(node):
+@pytest.mark.parametrize("folder", ["/etc", "/usr/sbin", "/usr/local/sbin"])
+def test_what_the_program_writes_stays_in_the_node(node, folder):
     marker = f"haproxy-ha-labnode-{uuid.uuid4().hex}"
-    assert run(node, f"echo x > /etc/{marker} && rc-update add rsyslog default").returncode == 0
-    assert run(node, f"test -f /etc/{marker}").returncode == 0
-    assert not Path("/etc", marker).exists()
+    assert run(node, f"echo x > {folder}/{marker}").returncode == 0
+    assert run(node, f"test -f {folder}/{marker}").returncode == 0
+    assert not Path(folder, marker).exists()
+
+
+def test_etc_is_the_nodes_own(node):
+    assert run(node, "rc-update add rsyslog default").returncode == 0
     assert not Path("/etc/runlevels/default/rsyslog").exists()
     assert run(node, "hostname").stdout.strip() == "fresh-01"

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import given, settings
 
-from components.model import MAX_WEIGHT, ConfigError, Secrets, build_cluster
-from tests.strategies import clusters
+from components.model import ConfigError, Secrets, build_cluster
 
 C, H = "haproxy-ha:cluster", "haproxy-ha:haproxy"
 SECRETS = Secrets("correct horse battery")
@@ -67,7 +65,6 @@ BAD = [
     ("priorities out of order", (C, "nodes", 1, "priority"), 220, f"{C}.nodes[1].priority", "failover order"),
     ("priority missing on one node", (C, "nodes", 1, "priority"), None, f"{C}.nodes[1].priority", "every node or on none"),
     ("bad mode", (H, "frontends", 0, "mode"), "udp", f"{H}.frontends[0].mode", "http"),
-    ("lowest priority 1", (C, "nodes", 2, "priority"), 1, f"{C}.nodes[2].priority", "at least 2"),
     ("missing cluster", ("haproxy-ha:cluster",), None, "haproxy-ha:cluster", "required"),
     ("bad ssh key", ("haproxy-ha:sshPublicKey",), "AAAA; rm -rf /", "haproxy-ha:sshPublicKey", "not allowed"),
     ("bad platform", ("haproxy-ha:platform",), "docker", "haproxy-ha:platform", "proxmox"),
@@ -131,8 +128,6 @@ def test_prod_cluster_derives_the_seed_roles(prod):
     assert [(n.name, n.priority, n.state) for n in cluster.nodes] == [
         ("k3s-lb-01", 200, "MASTER"), ("k3s-lb-02", 150, "BACKUP"), ("k3s-lb-03", 100, "BACKUP"),
     ]
-    # The seed's weight -2 never moved the VIP; ours exceeds the whole span of priorities.
-    assert cluster.track_weight == -101
     assert [n.name for n in cluster.rollout_order] == ["k3s-lb-03", "k3s-lb-02", "k3s-lb-01"]
     assert cluster.vip_holder.name == "k3s-lb-01"
     assert cluster.listen_ports == (80, 3306, 5000, 8404)
@@ -150,8 +145,6 @@ def test_nopreempt_starts_all_backup_and_faults_on_failure(prod):
     prod[C]["preempt"] = False
     cluster = build_cluster("prod", prod, SECRETS)
     assert {n.state for n in cluster.nodes} == {"BACKUP"}
-    assert cluster.track_weight == 0
-    assert cluster.priority_with_failed_haproxy(cluster.nodes[0]) == 0
 
 
 def test_unicast_peers_are_the_other_nodes(prod):
@@ -170,22 +163,3 @@ def test_stats_hash_is_deterministic_sha512_and_changes_with_the_password(prod):
 def test_vrrp_password_selects_vrrpv2_with_whole_second_adverts(prod):
     cluster = build_cluster("prod", prod, Secrets("correct horse", vrrp_password="s3cr3t"))
     assert cluster.vrrp_version == 2 and cluster.advert_int_text == "1"
-
-
-@settings(max_examples=200, deadline=None)
-@given(cfg=clusters())
-def test_failed_haproxy_on_the_holder_drops_it_below_the_next_node(cfg):
-    cluster = build_cluster("gen", cfg, SECRETS)
-    by_priority = sorted(cluster.nodes, key=lambda n: -n.priority)
-    holder, following = by_priority[0], by_priority[1:]
-    failed = cluster.priority_with_failed_haproxy(holder)
-    assert -MAX_WEIGHT <= cluster.track_weight <= 0
-    # Below the next node, and below every healthy node: the VIP moves to the best healthy one.
-    assert failed < following[0].priority
-    for node in following:
-        assert failed < node.priority
-    # Any node whose haproxy fails ends below every healthy node.
-    for sick in cluster.nodes:
-        for well in cluster.nodes:
-            if well is not sick:
-                assert cluster.priority_with_failed_haproxy(sick) < well.priority

@@ -43,16 +43,14 @@ def run_sh(script: str, path: str = "/usr/sbin:/usr/bin:/sbin:/bin", **env: str)
 
 
 def test_the_lab_renders_the_files_production_runs():
-    """Only what a namespace cannot do may differ: keepalived's process tracking."""
+    """Byte for byte: the lab measures and tests exactly what the VMs run."""
     lab = stack_config("lab")
     lab["haproxy-ha:sshPublicKey"] = LAB_KEY
     as_vm = copy.deepcopy(lab)
     as_vm["haproxy-ha:platform"] = "proxmox"
     on_lab, on_vm = files("lab", lab), files("lab", as_vm)
     assert set(on_lab) == set(on_vm)
-    differ = sorted(name for name in on_lab if on_lab[name] != on_vm[name])
-    assert differ == ["keepalived.conf"]
-    assert "vrrp_track_process" in on_vm["keepalived.conf"] and "vrrp_track_process" not in on_lab["keepalived.conf"]
+    assert sorted(name for name in on_lab if on_lab[name] != on_vm[name]) == []
 
 
 # --- HAProxy's logs (audit finding 3) ---------------------------------------------------------

@@ -196,9 +196,8 @@ def test_the_lab_stack_declares_namespace_nodes_instead_of_vms():
     assert "192.0.2.11/24" in local["haproxy-ha-lab-node-k3s-lb-01"]["create"]
     bootstrap = declared.by_name("haproxy-ha-k3s-lb-01-bootstrap").inputs
     assert bootstrap["connection"]["host"] == "192.0.2.11"
-    # The lab's keepalived has no process tracking: the event connector does not work in a netns.
     conf = declared.by_name("haproxy-ha-k3s-lb-01-file-keepalived-conf").inputs["stdin"]
-    assert "track_process" not in conf and "chk_haproxy" in conf
+    assert "track_file" in conf and "chk_haproxy" in conf
 
 
 def test_lab_stack_without_ssh_key_names_the_key():

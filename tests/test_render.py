@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import socket
 import subprocess
 import tempfile
@@ -79,21 +80,26 @@ def test_keepalived_renders_what_the_model_decided(prod):
     prod["haproxy-ha:cluster"]["unicast"] = True
     cluster = build_cluster("prod", prod, Secrets(STATS_PW))
     text = {f.name: f.text for f in render_node(cluster, cluster.nodes[1])}["keepalived.conf"]
-    assert "weight -101" in text
     assert "priority 150" in text and "state BACKUP" in text
     assert "unicast_peer {\n        172.18.10.11\n        172.18.10.13\n    }" in text
-    assert "vrrp_track_process" in text  # proxmox VMs get the event-driven signal
     assert "enable_script_security" in text and "nopreempt" not in text
+    assert "vrrp_rt_priority 50" in text and "vrrp_no_swap" in text
 
 
-def test_lab_has_no_track_process_and_nopreempt_faults():
+@pytest.mark.parametrize("preempt", [True, False])
+def test_a_dead_or_hung_haproxy_means_fault_in_both_preempt_modes(preempt):
+    """No weight anywhere: lowering a priority waits out the backup's master-down timer (and
+    never moves the VIP with nopreempt); FAULT sends a priority-0 advert at once."""
     cfg = stack_config("lab")
-    cfg["haproxy-ha:cluster"]["preempt"] = False
+    cfg["haproxy-ha:cluster"]["preempt"] = preempt
     cluster = build_cluster("lab", cfg, Secrets(STATS_PW))
     text = {f.name: f.text for f in render_node(cluster, cluster.nodes[0])}["keepalived.conf"]
-    assert "track_process" not in text
-    assert "nopreempt" in text and "state BACKUP" in text
-    assert "weight -" not in text  # a failed check means FAULT, which releases the VIP
+    assert "weight 0\n    init_file 1\n" in text, "the track file: non-zero means FAULT; failed until confirmed"
+    assert 'file "/run/haproxy-down"' in text
+    assert "track_file {\n        haproxy_down\n    }" in text and "track_script {\n        chk_haproxy\n    }" in text
+    assert re.search(r"^\s*weight -", text, re.M) is None
+    assert "vrrp_track_process" not in text, "blind in network namespaces: the lab could not measure it"
+    assert ("nopreempt" in text) is not preempt
 
 
 @pytest.mark.parametrize("stack", ["prod", "lab"])
@@ -102,7 +108,8 @@ def test_scripts_pass_busybox_and_shellcheck(stack):
     node = cluster.nodes[0]
     scripts = [f for f in render_node(cluster, node) if f.name.endswith(".sh")]
     scripts += [RenderedFile(n, n, "0755", t, False) for n, t in render_scripts(cluster, node).items()]
-    assert len(scripts) == 7  # notify, check, bootstrap, install, apply-{rsyslog,haproxy,keepalived}
+    # notify, check, bootstrap, install, apply-{rsyslog,haproxy,haproxy-watch,keepalived}
+    assert len(scripts) == 8
     for f in scripts:
         result = check_shell(f)
         assert result.status == "ok", f"{f.name}: {result.detail}"
