@@ -3,7 +3,7 @@
 import pulumi
 
 from components.cluster import HaCluster, HaClusterArgs
-from components.model import ConfigError
+from components.errors import ConfigError
 from components.settings import load_settings
 
 try:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import json
 import os
 import platform
 import signal
@@ -22,9 +23,10 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
 
-from lab import probe  # noqa: E402
+from lab import probe, tlsca  # noqa: E402
 from lab.runner import Lab  # noqa: E402
 from tests.conftest import stack_config  # noqa: E402
 
@@ -90,6 +92,32 @@ def cpu_saturated(lab: Lab) -> tuple[int, int]:
     return vip_moves(lab) - before, result["failed"]
 
 
+def tls_handshakes(lab: Lab, resume: bool) -> float:
+    """Handshakes per second one client thread completes through the VIP (ECDSA P-256)."""
+    argv = ["ip", "netns", "exec", lab.ns("cl"), sys.executable, "-m", "lab.tlsclient", "handshakes",
+            "192.0.2.100", "443", "--cafile", str(tlsca.ca_paths(lab.tls_dir)[0]), "--seconds", "3"]
+    out = subprocess.run([*argv, *(["--resume"] if resume else [])], cwd=ROOT, capture_output=True, text=True,
+                         check=True)
+    result = json.loads(out.stdout.splitlines()[-1])
+    if resume:
+        assert result["reused"] == result["handshakes"], result
+    return result["per_second"]
+
+
+def certificate_rotation(lab: Lab) -> tuple[int, int, float]:
+    """A renewed certificate rolled out under HTTPS load: (failed, total requests, seconds)."""
+    tlsca.issue_for(lab.tls_dir, lab.stack, "www", "192.0.2.100")
+    cafile = str(tlsca.ca_paths(lab.tls_dir)[0])
+    with probe.Load(lab, "https://192.0.2.100/", workers=4, cafile=cafile) as load:
+        time.sleep(0.3)
+        started = time.monotonic()
+        lab.up()
+        seconds = time.monotonic() - started
+        time.sleep(0.3)
+        result = load.stop()
+    return result["failed"], result["total"], seconds
+
+
 def watcher_cost(lab: Lab) -> str:
     """CPU and memory haproxy-watch has used on the holder since it started (a 1-core node's share)."""
     (pid,) = probe.main_pids(lab.ns(SLOTS["k3s-lb-01"]), "haproxy-watch")
@@ -139,7 +167,9 @@ def empty_to_serving(lab: Lab) -> float:
 
 
 def summary(name: str, values: list[float], unit: str = "s") -> str:
-    return (f"{name}: median {statistics.median(values):.2f} {unit}, worst {max(values):.2f} {unit} "
+    """Median and worst: the largest time, or the smallest rate (a unit per second)."""
+    worst = min(values) if unit.startswith("/") else max(values)
+    return (f"{name}: median {statistics.median(values):.2f} {unit}, worst {worst:.2f} {unit} "
             f"over {len(values)} trials ({', '.join(f'{v:.2f}' for v in values)})")
 
 
@@ -156,7 +186,7 @@ def main() -> None:
         base["haproxy-ha:cluster"]["advertInt"] = args.advert_int
     grown = copy.deepcopy(base)
     grown["haproxy-ha:haproxy"]["backends"][1]["servers"].append({"name": "app3", "address": "192.0.2.23:8080"})
-    wanted = set(args.only or ["haproxy", "worker", "node", "reloads", "cpu", "rollout", "empty"])
+    wanted = set(args.only or ["haproxy", "worker", "node", "reloads", "cpu", "tls", "rollout", "empty"])
 
     print(f"machine: {platform.node()}, {os.cpu_count()} cores, {platform.platform()}, "
           f"{subprocess.run(['haproxy', '-v'], capture_output=True, text=True).stdout.splitlines()[0]}")
@@ -185,6 +215,15 @@ def main() -> None:
                   f"{sum(m for m, _ in runs)} in {len(runs)} trials (worst {max(m for m, _ in runs)}); "
                   f"failed requests {sum(f for _, f in runs)}", flush=True)
         print(watcher_cost(lab), flush=True)
+        if "tls" in wanted:
+            print(summary("TLS full handshakes per second (one client thread, ECDSA P-256)",
+                          [tls_handshakes(lab, resume=False) for _ in range(args.trials)], "/s"), flush=True)
+            print(summary("TLS resumed handshakes per second (session tickets)",
+                          [tls_handshakes(lab, resume=True) for _ in range(args.trials)], "/s"), flush=True)
+            runs = [certificate_rotation(lab) for _ in range(args.trials)]
+            print(f"certificate rotation under HTTPS load: {sum(f for f, _, _ in runs)} failed of "
+                  f"{sum(t for _, t, _ in runs)} requests ({', '.join(f'{f}/{t}' for f, t, _ in runs)})", flush=True)
+            print(summary("certificate rotation across 3 nodes", [s for _, _, s in runs]), flush=True)
         if "rollout" in wanted:
             runs = [rollout(lab, [grown, base], t) for t in range(args.trials)]
             for kind in ("new", "keepalive"):

@@ -11,9 +11,10 @@ import time
 from pathlib import Path
 
 from .daemons13 import DEFAULT_ROOT, ROOT_ENV, RootBuildError, ensure_root
-from .model import Cluster, ConfigError, build_cluster
-from .render import RenderedFile, render_cluster, render_scripts
-from .stackfile import PROJECT_DIR, SECRET_ENV, read_stack
+from .errors import ConfigError
+from .model import Cluster, build_cluster
+from .render import RenderedFile, placeholder_ticket_keys, render_cluster, render_scripts
+from .stackfile import PROJECT_DIR, SECRET_ENV, TLS_DIR_ENV, read_stack
 from .validate import (
     HOST,
     CheckResult,
@@ -49,11 +50,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def check_file(f: RenderedFile, scripts: tuple[RenderedFile, ...], cluster: Cluster,
+def check_file(f: RenderedFile, node_files: tuple[RenderedFile, ...], cluster: Cluster,
                daemon_sets: tuple[Daemons, ...]) -> list[CheckResult]:
     """Daemon configs are judged by every daemon set asked for; scripts by the shell checkers."""
+    scripts = tuple(n for n in node_files if n.name.endswith(".sh"))
     if f.name == "haproxy.cfg":
-        return [check_haproxy(f.text, daemons) for daemons in daemon_sets]
+        return [check_haproxy(f.text, daemons, node_files) for daemons in daemon_sets]
     if f.name == "keepalived.conf":
         return [check_keepalived(f, scripts, cluster.spec.cluster.interface, daemons) for daemons in daemon_sets]
     if f.name == "rsyslog.conf":
@@ -87,13 +89,15 @@ def main(argv: list[str] | None = None) -> int:
             return 3
     rendered = render_cluster(cluster)
     for key in stack.placeholders:
-        print(f"note: {key} is a placeholder; set {SECRET_ENV[key]} to render the real value", file=sys.stderr)
+        how = SECRET_ENV.get(key) or f"{TLS_DIR_ENV} to a folder holding {key.partition('.')[2]}.pem"
+        print(f"note: {key} is a placeholder; set {how} to render the real value", file=sys.stderr)
 
     failures = 0
     for node_name, files in rendered.items():
         node_dir = args.out / node_name
         node_dir.mkdir(parents=True, exist_ok=True)
-        scripts = tuple(f for f in files if f.name.endswith(".sh"))
+        if cluster.uses_tls:
+            files += (placeholder_ticket_keys(cluster),)
         node = cluster.node(node_name)
         provisioning = tuple(
             RenderedFile(name, f"/node-scripts/{name}", "0755", text, secret=False)
@@ -103,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
             target = node_dir / f.name
             target.write_text(f.text)
             target.chmod(int(f.mode, 8))
-            results = check_file(f, scripts, cluster, daemon_sets) if daemon_sets else []
+            results = check_file(f, files, cluster, daemon_sets) if daemon_sets else []
             print(f"{node_name:<20} {f.name:<18} {target}  {'; '.join(map(str, results)) or 'not validated'}")
             for result in results:
                 if not result.ok:

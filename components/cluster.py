@@ -5,10 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import pulumi
+import pulumi_random as random
 
 from .machines import Machine
 from .node import HaNode, HaNodeArgs
 from .settings import Settings
+from .tls import ticket_keys
 
 
 @dataclass(frozen=True)
@@ -42,6 +44,14 @@ class HaCluster(pulumi.ComponentResource):
         super().__init__("haproxy-ha:index:HaCluster", name, None, opts)
         cluster = args.settings.cluster
         machines, backends_ready = _machines(name, args.settings, self)
+        for warning in cluster.warnings:
+            pulumi.log.warn(warning, resource=self)
+        seed = keys = None
+        if cluster.uses_tls:
+            # The ticket keys' secret seed lives in the stack state; the generation rotates them.
+            seed = random.RandomBytes(f"{name}-tls-ticket-seed", length=64, opts=pulumi.ResourceOptions(parent=self))
+            generation = cluster.spec.haproxy.tls_ticket_key_generation
+            keys = pulumi.Output.secret(seed.base64.apply(lambda b64: ticket_keys(b64, generation)))
 
         self.nodes: dict[str, HaNode] = {}
         previous: HaNode | None = None
@@ -55,6 +65,8 @@ class HaCluster(pulumi.ComponentResource):
                     private_key=args.settings.ssh_private_key,
                     after=previous.applies if previous else (),
                     backends_ready=backends_ready,
+                    ticket_keys=keys,
+                    ticket_seed=seed,
                 ),
                 pulumi.ResourceOptions(parent=self),
             )

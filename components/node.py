@@ -9,7 +9,7 @@ from pulumi_command import remote
 
 from .machines import Machine
 from .model import Cluster, Node, content_hash
-from .render import render_node, render_scripts, service_applies, stage_command
+from .render import render_node, render_scripts, service_applies, stage_command, ticket_keys_file
 
 SECRET_OUTPUTS = ["stdout", "stderr"]
 
@@ -26,6 +26,10 @@ class HaNodeArgs:
     after: tuple[pulumi.Resource, ...] = ()
     # What must exist before HAProxy may send traffic to it (the lab's backend servers).
     backends_ready: tuple[pulumi.Resource, ...] = ()
+    # With TLS: the session-ticket keys every node shares (secret) and the resource holding
+    # their seed (a new seed means new keys everywhere).
+    ticket_keys: pulumi.Output[str] | None = None
+    ticket_seed: pulumi.Resource | None = None
 
 
 class HaNode(pulumi.ComponentResource):
@@ -38,8 +42,14 @@ class HaNode(pulumi.ComponentResource):
         super().__init__("haproxy-ha:index:HaNode", name, None, opts)
         cluster, node, machine = args.cluster, args.node, args.machine
         files = render_node(cluster, node)
+        # The ticket keys' text is known only at apply time; the preview shows their generation.
+        stdin_of = {f.name: f.text for f in files}
+        if args.ticket_keys is not None:
+            keys = ticket_keys_file(cluster, "")
+            files += (keys,)
+            stdin_of[keys.name] = args.ticket_keys
         scripts = render_scripts(cluster, node)
-        self.config_hash = content_hash(*(f.text for f in files))
+        self.config_hash = content_hash(*(f.identity for f in files))
 
         def connection(dial_error_limit: int) -> remote.ConnectionArgs:
             return remote.ConnectionArgs(
@@ -52,7 +62,7 @@ class HaNode(pulumi.ComponentResource):
             )
 
         # A replaced machine is a fresh one: every step must run again on it.
-        triggers = [machine.resource.id]
+        triggers = [machine.resource.id, *([args.ticket_seed.id] if args.ticket_seed else [])]
 
         def command(step: str, depends_on: list[pulumi.Resource], secret_output: bool = False, **kw) -> remote.Command:
             return remote.Command(
@@ -81,13 +91,13 @@ class HaNode(pulumi.ComponentResource):
                 [install],
                 secret_output=f.secret,
                 create=stage_command(f),
-                stdin=pulumi.Output.secret(f.text) if f.secret else f.text,
+                stdin=pulumi.Output.secret(stdin_of[f.name]) if f.secret else stdin_of[f.name],
             )
 
         by_name = {f.name: f for f in files}
         applies: list[remote.Command] = []
         for svc in service_applies(cluster):
-            svc_hash = content_hash(*(by_name[a.name].text for a in svc.files))
+            svc_hash = content_hash(*(by_name[a.name].identity for a in svc.files))
             applies.append(
                 command(
                     f"apply-{svc.name}",

@@ -13,7 +13,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from .model import PROJECT, ConfigError, StackSpec
+from .errors import PROJECT, ConfigError
+from .schema import StackSpec
 
 DEFAULT = "default"
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import re
 from dataclasses import dataclass
 from functools import cache
@@ -9,7 +10,9 @@ from pathlib import Path
 
 import jinja2
 
-from .model import ALPINE_REPOSITORIES, PACKAGES, Cluster, Node
+from .model import PACKAGES, Cluster, Node
+from .schema import ALPINE_REPOSITORIES
+from .tls import ticket_keys
 
 # Looked up at call time, so a test can point it at an altered copy.
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
@@ -32,6 +35,9 @@ class Paths:
     backup_dir: str = "/var/lib/haproxy-ha/backup"
     haproxy_pidfile: str = "/run/haproxy.pid"
     keepalived_pidfile: str = "/run/keepalived.pid"
+    # Root-only: certificates with their private keys, and the session-ticket keys.
+    certs_dir: str = "/etc/haproxy/certs"
+    ticket_keys: str = "/etc/haproxy/certs/tls-ticket-keys"
     haproxy_chroot: str = "/var/lib/haproxy"
     haproxy_log_socket: str = "/var/lib/haproxy/dev/log"
     haproxy_log: str = "/var/log/haproxy.log"
@@ -57,11 +63,19 @@ class RenderedFile:
     mode: str  # octal, as chmod takes it
     text: str
     secret: bool
+    # What a preview shows instead of a secret file's text (a certificate's subject, serial...).
+    preview: str | None = None
 
     @property
     def redacted(self) -> str:
         """The text with secrets masked: safe for plain outputs and preview diffs."""
-        return redact(self.text)
+        return self.preview if self.preview is not None else redact(self.text)
+
+    @property
+    def identity(self) -> str:
+        """What decides whether the file changed, without its secret material: the preview of a
+        file that has one (a certificate's includes its sha256), else the text."""
+        return self.preview if self.preview is not None else self.text
 
 
 _SECRET_LINES = (
@@ -116,7 +130,12 @@ def render_node(
     def render(template: str) -> str:
         return env.get_template(template).render(ctx)
 
-    return (
+    certificates = tuple(
+        RenderedFile(f"tls-{c.name}.pem", f"{paths.certs_dir}/{c.name}.pem", "0600", c.pem, secret=True,
+                     preview=c.summary)
+        for c in cluster.certificates.values()
+    )
+    return certificates + (
         RenderedFile("rsyslog.conf", paths.rsyslog_conf, "0644", render("rsyslog.conf.j2"), secret=False),
         RenderedFile(
             "logrotate-haproxy", paths.logrotate_haproxy, "0644", render("logrotate-haproxy.j2"), secret=False
@@ -138,6 +157,21 @@ def render_node(
             "check_haproxy.sh", paths.check_script, "0755", render("scripts/check_haproxy.sh.j2"), secret=False
         ),
     )
+
+
+def ticket_keys_file(cluster: Cluster, text: str, paths: Paths = PATHS) -> RenderedFile:
+    """The shared TLS session-ticket keys (text: components.tls.ticket_keys)."""
+    generation = cluster.spec.haproxy.tls_ticket_key_generation
+    return RenderedFile(
+        "tls-ticket-keys", paths.ticket_keys, "0600", text, secret=True,
+        preview=f"TLS session-ticket keys: generation {generation} (3 AES-256 keys from the stack's secret seed)\n",
+    )
+
+
+def placeholder_ticket_keys(cluster: Cluster, paths: Paths = PATHS) -> RenderedFile:
+    """Stand-in ticket keys for an offline render (the real ones derive from the stack's seed)."""
+    seed = base64.b64encode(b"PLACEHOLDER ticket-key seed, offline render only").decode()
+    return ticket_keys_file(cluster, ticket_keys(seed, cluster.spec.haproxy.tls_ticket_key_generation), paths)
 
 
 @dataclass(frozen=True)
@@ -196,9 +230,14 @@ def service_applies(cluster: Cluster, paths: Paths = PATHS) -> tuple[ServiceAppl
         settle_seconds=1,
         sockets=(paths.haproxy_log_socket,),
     )
+    # Certificates and ticket keys first, so `haproxy -c` judges the config with them in place.
+    tls_files = tuple(ApplyFile(f"tls-{name}.pem", f"{paths.certs_dir}/{name}.pem", "0600")
+                      for name in cluster.certificates)
+    if cluster.uses_tls:
+        tls_files += (ApplyFile("tls-ticket-keys", paths.ticket_keys, "0600"),)
     haproxy = ServiceApply(
         name="haproxy",
-        files=(ApplyFile("haproxy.cfg", paths.haproxy_cfg, "0640", "haproxy -dW -c -f"),),
+        files=(*tls_files, ApplyFile("haproxy.cfg", paths.haproxy_cfg, "0640", "haproxy -dW -c -f")),
         pidfile=paths.haproxy_pidfile,
         comm="haproxy",
         # Master-worker reload: new workers take the sockets, old ones finish their connections.

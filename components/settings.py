@@ -9,8 +9,10 @@ from typing import Any
 import pulumi
 from pulumi.runtime import config as runtime_config
 
-from .model import PROJECT, Cluster, ConfigError, Secrets, build_cluster
+from .errors import PROJECT, ConfigError
+from .model import Cluster, Secrets, build_cluster
 from .proxmox import PveAccess, parse_tokens, resolve
+from .tls import parse_bundles
 
 OBJECT_KEYS = ("cluster", "vm", "haproxy", "proxmoxHosts")
 
@@ -53,7 +55,8 @@ def load_settings(stack: str) -> Settings:
             "required: an unencrypted private key in PEM/OpenSSH form "
             "(`pulumi config set --secret haproxy-ha:sshPrivateKey < key`)",
         )
-    cluster = build_cluster(stack, plain, Secrets(stats, vrrp))
+    bundles = parse_bundles(raw.get(f"{PROJECT}:tlsCertificates"))
+    cluster = build_cluster(stack, plain, Secrets(stats, vrrp, tls_bundles=bundles))
     if cluster.spec.platform == "lab" and not cluster.spec.ssh_public_key:
         raise ConfigError(f"{PROJECT}:sshPublicKey", "required on platform lab (the nodes' authorized key)")
     pve = None

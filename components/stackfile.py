@@ -7,13 +7,17 @@ variables, or become clearly marked placeholders.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from .model import PROJECT, ConfigError, Secrets
+from .errors import PROJECT, ConfigError
+from .model import Secrets
+from .tls import names_in_config
+from .tlsissue import placeholder
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 SECRET_ENV = {
@@ -21,6 +25,8 @@ SECRET_ENV = {
     "vrrpPassword": "HAPROXY_HA_VRRP_PASSWORD",
 }
 PLACEHOLDER_STATS_PASSWORD = "PLACEHOLDER-statsPassword"
+# Where an offline render finds `<name>.pem` bundles it cannot decrypt from the stack file.
+TLS_DIR_ENV = "HAPROXY_HA_TLS_DIR"
 
 
 @dataclass(frozen=True)
@@ -49,6 +55,7 @@ def read_stack(stack: str, project_dir: Path = PROJECT_DIR, environ: dict[str, s
         raise ConfigError(f"{path}: config", "must be a mapping")
 
     plain: dict[str, Any] = {}
+    bundles: dict[str, str] = {}
     secret_values: dict[str, str] = {}
     placeholders: list[str] = []
     for key, value in config.items():
@@ -61,6 +68,10 @@ def read_stack(stack: str, project_dir: Path = PROJECT_DIR, environ: dict[str, s
             continue
         if namespace == PROJECT and name == "sshPrivateKey":
             continue
+        if namespace == PROJECT and name == "tlsCertificates":
+            if isinstance(value, dict):
+                bundles.update({k: v for k, v in value.items() if isinstance(v, str)})
+            continue
         plain[key] = value
     for name, env in SECRET_ENV.items():
         if name not in secret_values and environ.get(env):
@@ -68,10 +79,30 @@ def read_stack(stack: str, project_dir: Path = PROJECT_DIR, environ: dict[str, s
     if "statsPassword" not in secret_values:
         secret_values["statsPassword"] = PLACEHOLDER_STATS_PASSWORD
         placeholders.append("statsPassword")
+    bundles, missing = _tls_bundles(plain, bundles, environ)
+    placeholders += [f"tlsCertificates.{name}" for name in missing]
     secrets = Secrets(
-        secret_values["statsPassword"], secret_values.get("vrrpPassword"), tuple(placeholders)
+        secret_values["statsPassword"], secret_values.get("vrrpPassword"), tuple(placeholders), bundles
     )
     return StackFile(stack, plain, secrets, tuple(placeholders))
+
+
+def _tls_bundles(plain: dict[str, Any], bundles: dict[str, str],
+                 environ: Mapping[str, str]) -> tuple[dict[str, str], list[str]]:
+    """Bundles for the certificates the frontends use: from the file, from `$HAPROXY_HA_TLS_DIR/
+    <name>.pem`, else a throw-away self-signed stand-in (listed as a placeholder)."""
+    names = names_in_config(plain)
+    tls_dir = environ.get(TLS_DIR_ENV)
+    missing = []
+    for name in names:
+        if name in bundles:
+            continue
+        if tls_dir and Path(tls_dir, f"{name}.pem").is_file():
+            bundles[name] = Path(tls_dir, f"{name}.pem").read_text()
+        else:
+            bundles[name] = placeholder(str(name))
+            missing.append(str(name))
+    return bundles, missing
 
 
 def list_stacks(project_dir: Path = PROJECT_DIR) -> list[str]:

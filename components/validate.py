@@ -95,13 +95,19 @@ def _run(argv: list[str]) -> tuple[int, str]:
     return proc.returncode, (proc.stdout + proc.stderr).strip()
 
 
-def check_haproxy(config_text: str, daemons: Daemons = HOST) -> CheckResult:
-    """`haproxy -dW -c`: zero-warning mode, any warning fails the check."""
+def check_haproxy(config_text: str, daemons: Daemons = HOST, files: tuple[RenderedFile, ...] = ()) -> CheckResult:
+    """`haproxy -dW -c`: zero-warning mode, any warning fails the check. Files the config
+    names (certificates, ticket keys) are put in a private folder and the config pointed there."""
     binary, why = daemons.locate("haproxy")
     if not binary:
         return CheckResult("haproxy -c", "skipped", why)
     tool = daemons.label("haproxy", binary, "-c")
     with daemons.scratch() as (here, seen):
+        for f in files:
+            if f.path in config_text:
+                Path(here, f.name).write_text(f.text)
+                Path(here, f.name).chmod(0o600)
+                config_text = config_text.replace(f.path, str(seen / f.name))
         Path(here, "haproxy.cfg").write_text(config_text)
         code, out = _run(daemons.command(binary, "-dW", "-c", "-f", str(seen / "haproxy.cfg")))
     if code != 0 or "[WARNING]" in out or "[ALERT]" in out:

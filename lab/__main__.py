@@ -8,7 +8,7 @@ import sys
 
 from pulumi.errors import RunError
 
-from components.model import ConfigError
+from components.errors import ConfigError
 
 from .runner import Lab, main_up
 

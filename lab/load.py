@@ -12,6 +12,7 @@ import argparse
 import http.client
 import json
 import signal
+import ssl
 import threading
 import time
 from urllib.parse import urlsplit
@@ -43,8 +44,17 @@ class Stats:
                     self._down_since = sent
 
 
+def connect(url: str, timeout: float, cafile: str | None) -> http.client.HTTPConnection:
+    """A connection for http:// or https:// (verified against `cafile`)."""
+    parts = urlsplit(url)
+    if parts.scheme == "https":
+        context = ssl.create_default_context(cafile=cafile)
+        return http.client.HTTPSConnection(parts.hostname, parts.port or 443, timeout=timeout, context=context)
+    return http.client.HTTPConnection(parts.hostname, parts.port or 80, timeout=timeout)
+
+
 def worker(url: str, keepalive: bool, stop: threading.Event, stats: Stats, budget: list[int], timeout: float,
-           interval: float) -> None:
+           interval: float, cafile: str | None = None) -> None:
     parts = urlsplit(url)
     conn: http.client.HTTPConnection | None = None
     while not stop.is_set():
@@ -55,7 +65,7 @@ def worker(url: str, keepalive: bool, stop: threading.Event, stats: Stats, budge
         sent = time.monotonic()
         try:
             if conn is None:
-                conn = http.client.HTTPConnection(parts.hostname, parts.port or 80, timeout=timeout)
+                conn = connect(url, timeout, cafile)
             conn.request("GET", parts.path or "/", headers={} if keepalive else {"Connection": "close"})
             response = conn.getresponse()
             response.read()
@@ -81,6 +91,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--timeout", type=float, default=2.0)
     parser.add_argument("--interval", type=float, default=0.0, help="pause between a worker's requests")
+    parser.add_argument("--cafile", default=None, help="CA to verify https:// against")
     args = parser.parse_args()
 
     stop = threading.Event()
@@ -89,7 +100,7 @@ def main() -> None:
     stats, budget = Stats(), [args.max_requests]
     threads = [
         threading.Thread(target=worker, args=(args.url, args.keepalive, stop, stats, budget, args.timeout,
-                                              args.interval), daemon=True)
+                                              args.interval, args.cafile), daemon=True)
         for _ in range(args.workers)
     ]
     started = time.monotonic()

@@ -94,12 +94,14 @@ class Load:
     """`lab.load` running in the client namespace; `stop()` returns its JSON summary."""
 
     def __init__(self, lab: Lab, url: str, seconds: float = 120, keepalive: bool = False, workers: int = 2,
-                 max_requests: int = 200_000, interval: float = 0.0, timeout: float = 2.0):
+                 max_requests: int = 200_000, interval: float = 0.0, timeout: float = 2.0, cafile: str | None = None):
         argv = ["ip", "netns", "exec", lab.ns("cl"), sys.executable, "-m", "lab.load", url,
                 "--seconds", str(seconds), "--workers", str(workers), "--max-requests", str(max_requests),
                 "--interval", str(interval), "--timeout", str(timeout)]
         if keepalive:
             argv.append("--keepalive")
+        if cafile:
+            argv += ["--cafile", cafile]
         self.proc = subprocess.Popen(argv, cwd=PROJECT_DIR, stdout=subprocess.PIPE, text=True)
         assert json.loads(self.proc.stdout.readline())["event"] == "started"  # type: ignore[union-attr]
 

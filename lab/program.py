@@ -7,6 +7,9 @@ dependencies and resource options, in declaration order, plus the stack outputs.
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import json
 import runpy
 from dataclasses import dataclass, field
@@ -93,9 +96,23 @@ def mock_id(name: str) -> str:
     return f"{name}-id"
 
 
+RANDOM_BYTES = "random:index/randomBytes:RandomBytes"
+
+
 class _Mocks(pulumi.runtime.Mocks):
+    def __init__(self, random_seed: bytes):
+        super().__init__()
+        # Random resources keep their value in the stack state: here, derived from a seed the
+        # caller keeps (the lab keeps one per stack), so every run sees the same bytes.
+        self.random_seed = random_seed
+
     def new_resource(self, args: pulumi.runtime.MockResourceArgs):
         state = dict(args.inputs)
+        if args.typ == RANDOM_BYTES:
+            length = int(args.inputs.get("length", 32))
+            stream = b"".join(hmac.new(self.random_seed, f"{args.name}/{i}".encode(), hashlib.sha256).digest()
+                              for i in range(length // 32 + 1))[:length]
+            state.update(base64=base64.b64encode(stream).decode(), hex=stream.hex())
         if args.typ == "proxmoxve:index/vmLegacy:VmLegacy":
             state.setdefault("vmId", 100)
         if args.typ.startswith("command:"):
@@ -142,10 +159,10 @@ def config_map(config: dict[str, Any]) -> dict[str, str]:
 
 
 def declare(stack: str, config: dict[str, Any], secret_keys: tuple[str, ...] = (),
-            program: Path = PROJECT_DIR / "__main__.py") -> Declaration:
+            program: Path = PROJECT_DIR / "__main__.py", random_seed: bytes = b"haproxy-ha mocks") -> Declaration:
     """Run the program for `stack` with `config` (full keys) and return what it declared."""
     declaration = Declaration()
-    mocks = _Mocks()
+    mocks = _Mocks(random_seed)
     settings.set_root_resource(None)  # a fresh root stack for every run in this process
     pulumi.runtime.set_all_config(config_map(config), list(secret_keys))
     pulumi.runtime.set_mocks(

@@ -14,6 +14,7 @@ import json
 import os
 import re
 import secrets
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -28,14 +29,16 @@ from typing import Any
 from components.labnode import PROJECT_DIR, lab_prefix
 from components.render import redact
 from components.stackfile import read_stack
+from components.tls import names_in_config
 
-from . import labctl
+from . import labctl, tlsca
 from .plan import Step, _dependency_order, plan
 from .program import Declaration, Declared, declare
 
 LOCAL = "command:local:Command"
 REMOTE = "command:remote:Command"
-SECRET_KEYS = ("haproxy-ha:statsPassword", "haproxy-ha:sshPrivateKey", "haproxy-ha:vrrpPassword")
+SECRET_KEYS = ("haproxy-ha:statsPassword", "haproxy-ha:sshPrivateKey", "haproxy-ha:vrrpPassword",
+               "haproxy-ha:tlsCertificates")
 SYMBOL = {"create": "+ ", "update": "~ ", "replace": "+-", "delete": "- "}
 
 
@@ -70,7 +73,7 @@ class Lab:
 
     # --- credentials and state -------------------------------------------------------------
 
-    def _credentials(self) -> dict[str, str]:
+    def _credentials(self, config: dict[str, Any]) -> dict[str, Any]:
         self.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         key = self.state_dir / "id_ed25519"
         if not key.exists():
@@ -80,18 +83,35 @@ class Lab:
         if not password.exists():
             password.write_text(secrets.token_urlsafe(12) + "\n")
             password.chmod(0o600)
-        return {
+        credentials: dict[str, Any] = {
             "haproxy-ha:sshPublicKey": (key.with_suffix(".pub")).read_text().strip(),
             "haproxy-ha:sshPrivateKey": key.read_text(),
             "haproxy-ha:statsPassword": password.read_text().strip(),
         }
+        bundles = tlsca.lab_certificates(self.tls_dir, self.stack, config)
+        if bundles:
+            credentials["haproxy-ha:tlsCertificates"] = bundles
+        return credentials
+
+    @property
+    def tls_dir(self) -> Path:
+        return self.state_dir / "tls"
+
+    def _random_seed(self) -> bytes:
+        """The seed of this stack's random resources: what Pulumi keeps in the stack state."""
+        path = self.state_dir / "random-seed"
+        if not path.exists():
+            path.write_bytes(secrets.token_bytes(32))
+            path.chmod(0o600)
+        return path.read_bytes()
 
     @property
     def stats_password(self) -> str:
         return (self.state_dir / "stats-password").read_text().strip()
 
     def config(self, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
-        return {**self.base_config, **(overrides or {}), **self._credentials()}
+        merged = {**self.base_config, **(overrides or {})}
+        return {**merged, **self._credentials(merged)}
 
     def _state_file(self) -> Path:
         return self.state_dir / "state.json"
@@ -115,7 +135,7 @@ class Lab:
 
     def preview(self, config: dict[str, Any] | None = None, replace: tuple[str, ...] = (),
                 diff: bool = False) -> tuple[Declaration, list[Step]]:
-        new = declare(self.stack, self.config(config), SECRET_KEYS)
+        new = declare(self.stack, self.config(config), SECRET_KEYS, random_seed=self._random_seed())
         old = self.load_state()
         steps = plan(old, new)
         steps = [Step("replace", s.resource, s.changed) if s.op == "same" and any(p in s.resource.name for p in replace)
@@ -301,9 +321,7 @@ class Lab:
     def discard_if_unused(self) -> None:
         """After a config error: remove the credentials made for a stack that was never applied."""
         if self.state_dir.is_dir() and not self._state_file().exists():
-            for path in self.state_dir.iterdir():
-                path.unlink()
-            self.state_dir.rmdir()
+            shutil.rmtree(self.state_dir)
             for empty in (self.state_dir.parent, labctl.LAB_ROOT):
                 if empty.is_dir() and not any(empty.iterdir()):
                     empty.rmdir()
@@ -317,10 +335,7 @@ class Lab:
             except LabError as exc:
                 self.log(f"  {res.name}: {exc} (continuing)")
         labctl.net_down(self.prefix)
-        for path in sorted(self.state_dir.glob("*"), reverse=True):
-            path.unlink()
-        if self.state_dir.exists():
-            self.state_dir.rmdir()
+        shutil.rmtree(self.state_dir, ignore_errors=True)
         for empty in (self.state_dir.parent, labctl.LAB_ROOT):  # only if no other lab is left
             if empty.is_dir() and not any(empty.iterdir()):
                 empty.rmdir()
@@ -331,9 +346,11 @@ class Lab:
 
     def node_ns(self, address: str) -> str:
         from components.labnode import host_slot
-        from components.model import Secrets, build_cluster
+        from components.model import Cluster, Secrets
+        from components.schema import load_stack
 
-        cluster = build_cluster(self.stack, self.config(), Secrets("x" * 8))
+        # Only the addresses matter here: no secrets, no certificates.
+        cluster = Cluster(self.stack, load_stack(self.base_config), Secrets("x" * 8))
         return self.ns("n" + host_slot(cluster, address))
 
     def vip_holders(self, vip: str, addresses: dict[str, str]) -> list[str]:
@@ -358,6 +375,10 @@ def main_up(lab: Lab, diff: bool, replace: tuple[str, ...]) -> int:
     print(f"VIP         {out['vip']} (held by {', '.join(holders) or 'nobody yet'})")
     print(f"stats       {out['statsUrl']}  user admin, password in {lab.state_dir / 'stats-password'}")
     print(f"try         ip netns exec {lab.ns('cl')} curl -s http://{out['vip']}:5000/")
+    for name in names_in_config(lab.base_config):
+        host = f"{name}.{tlsca.DOMAIN}"
+        print(f"https       ip netns exec {lab.ns('cl')} curl --cacert {tlsca.ca_paths(lab.tls_dir)[0]} "
+              f"--resolve {host}:443:{out['vip']} https://{host}/")
     print(f"config      {json.dumps(out['configHashes'])}")
     print(f"took        {outcome.seconds:.1f} s")
     return 0

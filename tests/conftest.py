@@ -4,10 +4,15 @@ import copy
 import os
 import shutil
 from collections import Counter
+from functools import cache
 from pathlib import Path
 
 import pytest
 import yaml
+
+from components.model import Secrets
+from components.tls import names_in_config
+from components.tlsissue import issue, new_ca
 
 ROOT = Path(__file__).resolve().parent.parent
 # How many configs the daemons checked in this run (reported at the end of the session).
@@ -35,3 +40,19 @@ def pytest_terminal_summary(terminalreporter):
     if VALIDATED:
         parts = ", ".join(f"{count} {what}" for what, count in sorted(VALIDATED.items()))
         terminalreporter.write_line(f"configs accepted by the real daemons: {parts}")
+
+
+@cache
+def _test_ca() -> tuple[str, str]:
+    return new_ca("haproxy-ha test CA")
+
+
+@cache
+def tls_bundle(name: str) -> str:
+    """A certificate for `name` from the tests' CA, valid for the lab VIP too."""
+    return issue(*_test_ca(), [f"{name}.haproxy-ha.test", "192.0.2.100"])
+
+
+def tls_secrets(cfg: dict, *args, **kwargs) -> Secrets:
+    """Secrets with a bundle for every certificate the config's frontends use."""
+    return Secrets(*args, **kwargs, tls_bundles={n: tls_bundle(n) for n in names_in_config(cfg)})

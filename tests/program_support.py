@@ -7,12 +7,14 @@ import tempfile
 from functools import cache
 from pathlib import Path
 
+from components.tls import names_in_config
 from lab.program import Declaration, declare
-from tests.conftest import stack_config
+from tests.conftest import stack_config, tls_bundle
 
 STATS_PW = "correct horse battery"
 API_TOKEN = "root@pam!pulumi=0f2c6a1e-7b5d-4c3a-9e8f-1a2b3c4d5e6f"
-SECRET_KEYS = ("haproxy-ha:statsPassword", "haproxy-ha:sshPrivateKey", "proxmoxve:apiToken", "haproxy-ha:vrrpPassword")
+SECRET_KEYS = ("haproxy-ha:statsPassword", "haproxy-ha:sshPrivateKey", "proxmoxve:apiToken", "haproxy-ha:vrrpPassword",
+               "haproxy-ha:tlsCertificates")
 
 
 @cache
@@ -30,6 +32,8 @@ def with_secrets(cfg: dict, vrrp_password: str | None = None) -> dict:
     cfg["proxmoxve:apiToken"] = API_TOKEN
     if vrrp_password:
         cfg["haproxy-ha:vrrpPassword"] = vrrp_password
+    if names_in_config(cfg) and "haproxy-ha:tlsCertificates" not in cfg:
+        cfg["haproxy-ha:tlsCertificates"] = {n: tls_bundle(n) for n in names_in_config(cfg)}
     return cfg
 
 

@@ -14,11 +14,11 @@ from pathlib import Path
 import pytest
 
 from components import daemons13
-from components.model import Secrets, build_cluster
-from components.render import RenderedFile, render_cluster
+from components.model import build_cluster
+from components.render import RenderedFile, placeholder_ticket_keys, render_cluster
 from components.stackfile import list_stacks, read_stack
 from components.validate import Daemons, check_haproxy, check_keepalived, debian13
-from tests.conftest import VALIDATED, requires_root
+from tests.conftest import VALIDATED, requires_root, tls_secrets
 
 ROOT = Path(__file__).resolve().parent.parent
 STATS_PW = "correct horse battery"
@@ -38,7 +38,7 @@ def daemons() -> Daemons:
 
 def rendered_stack(stack: str, vrrp_password: str | None) -> tuple[object, dict[str, list[RenderedFile]]]:
     config = read_stack(stack, environ={}).config
-    cluster = build_cluster(stack, config, Secrets(STATS_PW, vrrp_password))
+    cluster = build_cluster(stack, config, tls_secrets(config, STATS_PW, vrrp_password))
     return cluster, render_cluster(cluster)
 
 
@@ -63,7 +63,8 @@ def test_every_shipped_stack_is_accepted_by_debian13s_daemons(daemons, stack, vr
     for node, files in rendered.items():
         by_name = {f.name: f for f in files}
         scripts = tuple(f for f in files if f.name.endswith(".sh"))
-        result = check_haproxy(by_name["haproxy.cfg"].text, daemons)
+        extra = (placeholder_ticket_keys(cluster),) if cluster.uses_tls else ()
+        result = check_haproxy(by_name["haproxy.cfg"].text, daemons, (*files, *extra))
         assert result.status == "ok" and result.tool.startswith(f"haproxy {HAPROXY_SERIES}"), f"{node}: {result}"
         result = check_keepalived(by_name["keepalived.conf"], scripts, cluster.spec.cluster.interface, daemons)
         assert result.status == "ok" and result.tool.startswith(f"keepalived {KEEPALIVED_SERIES}"), f"{node}: {result}"

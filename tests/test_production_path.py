@@ -11,16 +11,17 @@ from pathlib import Path
 
 import pytest
 
-from components.model import ConfigError, Secrets, build_cluster
+from components.errors import ConfigError
+from components.model import build_cluster
 from components.render import PATHS, render_node, render_scripts
-from tests.conftest import stack_config
+from tests.conftest import stack_config, tls_secrets
 
 STATS_PW = "correct horse battery"
 LAB_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBB lab@test"
 
 
 def files(stack: str, cfg: dict | None = None) -> dict[str, str]:
-    cluster = build_cluster(stack, cfg or stack_config(stack), Secrets(STATS_PW))
+    cluster = build_cluster(stack, cfg or stack_config(stack), tls_secrets(cfg or stack_config(stack), STATS_PW))
     node = cluster.nodes[0]
     out = {f.name: f.text for f in render_node(cluster, node)}
     out.update(render_scripts(cluster, node))
@@ -109,7 +110,7 @@ def test_more_than_three_nameservers_is_an_error_naming_the_key():
     cfg = stack_config("prod")
     cfg["haproxy-ha:cluster"]["dns"] = ["172.18.10.1", "172.18.10.2", "172.18.10.3", "172.18.10.4"]
     with pytest.raises(ConfigError) as err:
-        build_cluster("prod", cfg, Secrets(STATS_PW))
+        build_cluster("prod", cfg, tls_secrets(cfg, STATS_PW))
     assert err.value.key == "haproxy-ha:cluster.dns"
 
 

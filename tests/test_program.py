@@ -6,9 +6,9 @@ import copy
 
 import pytest
 
-from components.model import Secrets, build_cluster
+from components.model import build_cluster
 from lab.plan import plan
-from tests.conftest import stack_config
+from tests.conftest import stack_config, tls_secrets
 from tests.program_support import API_TOKEN, STATS_PW, private_key, run
 
 VM = "proxmoxve:index/vmLegacy:VmLegacy"
@@ -85,7 +85,7 @@ def test_apply_order_backups_first_holder_last_each_gated_on_the_previous(prod_r
 @pytest.mark.parametrize("vrrp_password", [None, "k33pal1v"])
 def test_no_secret_in_any_command_string_and_secret_outputs_marked(vrrp_password):
     declared = run(vrrp_password=vrrp_password)
-    cluster = build_cluster("prod", stack_config("prod"), Secrets(STATS_PW, vrrp_password))
+    cluster = build_cluster("prod", stack_config("prod"), tls_secrets(stack_config("prod"), STATS_PW, vrrp_password))
     secrets = [STATS_PW, cluster.stats_password_hash, API_TOKEN, private_key().strip().splitlines()[1]]
     if vrrp_password:
         secrets.append(vrrp_password)

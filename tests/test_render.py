@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 
-from components.model import Secrets, build_cluster
-from components.render import RenderedFile, render_cluster, render_node, render_scripts
+from components.model import build_cluster
+from components.render import RenderedFile, placeholder_ticket_keys, render_cluster, render_node, render_scripts
 from components.validate import check_haproxy, check_keepalived, check_shell
-from tests.conftest import VALIDATED, requires_daemons, stack_config
+from tests.conftest import VALIDATED, requires_daemons, stack_config, tls_secrets
 from tests.strategies import clusters
 
 STATS_PW = "correct horse battery"
@@ -38,8 +38,11 @@ def assert_accepted(cluster) -> None:
         assert result.status == "ok", f"{node}: {result.detail}\n{by_name['keepalived.conf'].text}"
         VALIDATED["keepalived.conf"] += 1
     assert len(haproxy_texts) == 1
-    first = next(f for f in next(iter(rendered.values())) if f.name == "haproxy.cfg")
-    result = check_haproxy(first.text)
+    files = next(iter(rendered.values()))
+    if cluster.uses_tls:
+        files += (placeholder_ticket_keys(cluster),)
+    first = next(f for f in files if f.name == "haproxy.cfg")
+    result = check_haproxy(first.text, files=files)
     assert result.status == "ok", f"{result.detail}\n{first.text}"
     VALIDATED["haproxy.cfg"] += len(rendered)
 
@@ -48,25 +51,27 @@ def assert_accepted(cluster) -> None:
 @pytest.mark.parametrize("stack", ["prod", "lab"])
 @pytest.mark.parametrize("vrrp_password", [None, VRRP_PW])
 def test_checked_in_stacks_are_accepted_by_the_daemons(stack, vrrp_password):
-    assert_accepted(build_cluster(stack, stack_config(stack), Secrets(STATS_PW, vrrp_password)))
+    cfg = stack_config(stack)
+    assert_accepted(build_cluster(stack, cfg, tls_secrets(cfg, STATS_PW, vrrp_password)))
 
 
 @requires_daemons
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(cfg=clusters())
 def test_generated_clusters_are_accepted_by_the_daemons(cfg):
-    assert_accepted(build_cluster("gen", cfg, Secrets(STATS_PW)))
+    assert_accepted(build_cluster("gen", cfg, tls_secrets(cfg, STATS_PW)))
 
 
 def test_rendering_is_deterministic(prod):
-    first = render_cluster(build_cluster("prod", prod, Secrets(STATS_PW, VRRP_PW)))
-    second = render_cluster(build_cluster("prod", stack_config("prod"), Secrets(STATS_PW, VRRP_PW)))
+    first = render_cluster(build_cluster("prod", prod, tls_secrets(prod, STATS_PW, VRRP_PW)))
+    again = stack_config("prod")
+    second = render_cluster(build_cluster("prod", again, tls_secrets(again, STATS_PW, VRRP_PW)))
     assert first == second
 
 
 @pytest.mark.parametrize("stack", ["prod", "lab"])
 def test_no_secret_in_plain_text(stack):
-    cluster = build_cluster(stack, stack_config(stack), Secrets(STATS_PW, VRRP_PW))
+    cluster = build_cluster(stack, stack_config(stack), tls_secrets(stack_config(stack), STATS_PW, VRRP_PW))
     for files in render_cluster(cluster).values():
         for f in files:
             assert STATS_PW not in f.text, f.name
@@ -78,7 +83,7 @@ def test_no_secret_in_plain_text(stack):
 
 def test_keepalived_renders_what_the_model_decided(prod):
     prod["haproxy-ha:cluster"]["unicast"] = True
-    cluster = build_cluster("prod", prod, Secrets(STATS_PW))
+    cluster = build_cluster("prod", prod, tls_secrets(prod, STATS_PW))
     text = {f.name: f.text for f in render_node(cluster, cluster.nodes[1])}["keepalived.conf"]
     assert "priority 150" in text and "state BACKUP" in text
     assert "unicast_peer {\n        172.18.10.11\n        172.18.10.13\n    }" in text
@@ -92,7 +97,7 @@ def test_a_dead_or_hung_haproxy_means_fault_in_both_preempt_modes(preempt):
     never moves the VIP with nopreempt); FAULT sends a priority-0 advert at once."""
     cfg = stack_config("lab")
     cfg["haproxy-ha:cluster"]["preempt"] = preempt
-    cluster = build_cluster("lab", cfg, Secrets(STATS_PW))
+    cluster = build_cluster("lab", cfg, tls_secrets(cfg, STATS_PW))
     text = {f.name: f.text for f in render_node(cluster, cluster.nodes[0])}["keepalived.conf"]
     assert "weight 0\n    init_file 1\n" in text, "the track file: non-zero means FAULT; failed until confirmed"
     assert 'file "/run/haproxy-down"' in text
@@ -104,7 +109,7 @@ def test_a_dead_or_hung_haproxy_means_fault_in_both_preempt_modes(preempt):
 
 @pytest.mark.parametrize("stack", ["prod", "lab"])
 def test_scripts_pass_busybox_and_shellcheck(stack):
-    cluster = build_cluster(stack, stack_config(stack), Secrets(STATS_PW))
+    cluster = build_cluster(stack, stack_config(stack), tls_secrets(stack_config(stack), STATS_PW))
     node = cluster.nodes[0]
     scripts = [f for f in render_node(cluster, node) if f.name.endswith(".sh")]
     scripts += [RenderedFile(n, n, "0755", t, False) for n, t in render_scripts(cluster, node).items()]
@@ -127,7 +132,7 @@ def test_haproxy_authenticates_with_the_rendered_hash_and_serves_health_and_metr
     cfg = stack_config("lab")
     port = free_port()
     cfg["haproxy-ha:haproxy"]["stats"]["port"] = port
-    cluster = build_cluster("lab", cfg, Secrets(STATS_PW))
+    cluster = build_cluster("lab", cfg, tls_secrets(cfg, STATS_PW))
     text = {f.name: f.text for f in render_node(cluster, cluster.nodes[0])}["haproxy.cfg"]
     # Keep the global/defaults/userlist/stats parts; run unprivileged bits locally.
     head = text.split("\nfrontend main", 1)[0]

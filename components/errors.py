@@ -1,0 +1,43 @@
+"""Config errors: one line naming the key path and the reason."""
+
+from __future__ import annotations
+
+from typing import Any
+
+PROJECT = "haproxy-ha"
+
+
+class ConfigError(ValueError):
+    """One clear message: the config key path and the reason."""
+
+    def __init__(self, key: str, reason: str):
+        super().__init__(f"{key}: {reason}")
+        self.key = key
+        self.reason = reason
+
+
+class KeyError_(ValueError):
+    """Raised inside validators with a location relative to the model being validated."""
+
+    def __init__(self, loc: tuple[Any, ...], reason: str):
+        super().__init__(reason)
+        self.loc = loc
+        self.reason = reason
+
+
+def unique(items, what: str, key, prefix: tuple[Any, ...] = ("nodes",)) -> None:
+    seen: dict[Any, int] = {}
+    for i, item in enumerate(items):
+        value = key(item)
+        if value in seen:
+            raise KeyError_(
+                (*prefix, i, what), f"{value} duplicates {prefix[-1]}[{seen[value]}].{what}"
+            )
+        seen[value] = i
+
+
+def key_path(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
