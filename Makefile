@@ -53,3 +53,4 @@ lab-down: venv
 bench: setup
 	$(PY) bench/eval_time.py
 	$(PY) bench/lab_bench.py
+	$(PY) bench/aa_bench.py

@@ -14,6 +14,8 @@ except ConfigError as exc:  # one line naming the key; nothing has been declared
 cluster = HaCluster("haproxy-ha", HaClusterArgs(settings))
 pulumi.export("vip", cluster.vip)
 pulumi.export("vipHolder", settings.cluster.vip_holder.name)
+pulumi.export("vips", cluster.vips)  # group -> addresses
+pulumi.export("vipHolders", cluster.holders)  # group -> the node holding it while all are healthy
 pulumi.export("statsUrl", cluster.stats_url)
 pulumi.export("nodes", cluster.node_addresses)
 pulumi.export("configHashes", cluster.config_hashes)

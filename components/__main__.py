@@ -28,6 +28,7 @@ from .validate import (
     check_shell,
     debian13,
 )
+from .vridcheck import check_vrids, other_stacks
 
 ALSO_DEBIAN13_HELP = (
     "also check haproxy.cfg and keepalived.conf with Debian 13's HAProxy 3.0 and keepalived 2.3 "
@@ -77,6 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         stack = read_stack(args.stack, args.project)
         cluster = build_cluster(args.stack, stack.config, stack.secrets)
+        check_vrids(cluster.spec, other_stacks(args.project, args.stack))
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -73,14 +73,18 @@ class HaCluster(pulumi.ComponentResource):
             self.nodes[node.name] = previous
 
         spec = cluster.spec
-        self.vip = str(spec.cluster.vip.ip)
+        self.vips = cluster.vip_addresses
+        self.vip = next(iter(self.vips.values()))[0]  # the first group's first address
         self.stats_url = f"http://{self.vip}:{spec.haproxy.stats.port}/"
         self.node_addresses = {n.name: str(n.address.ip) for n in cluster.nodes}
         self.config_hashes = {n: h.config_hash for n, h in sorted(self.nodes.items())}
+        self.holders = cluster.holders
         self.rollout = [n.name for n in cluster.rollout_order]
         self.register_outputs(
             {
                 "vip": self.vip,
+                "vips": self.vips,
+                "vipHolders": self.holders,
                 "statsUrl": self.stats_url,
                 "nodes": self.node_addresses,
                 "configHashes": self.config_hashes,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 PROJECT = "haproxy-ha"
@@ -41,3 +42,19 @@ def key_path(loc: tuple[Any, ...]) -> str:
     for part in loc:
         out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
     return out
+
+
+def secret_mapping(raw: Any, key: str, what: str, example: str) -> dict[str, str]:
+    """A secret mapping set with `pulumi config set --secret --path 'KEY.<name>' ...` (the runtime
+    hands it over as a JSON string): name -> text. Errors never quote a value."""
+    if raw is None or raw == "":
+        return {}
+    if isinstance(raw, str):
+        try:
+            raw = json.loads(raw)
+        except json.JSONDecodeError:
+            raise ConfigError(key, f"must be a mapping {what} (set each with "
+                              f"`pulumi config set --secret --path '{key}.<name>' {example}`)") from None
+    if not isinstance(raw, dict) or not all(isinstance(v, str) for v in raw.values()):
+        raise ConfigError(key, f"must be a mapping {what}")
+    return {str(k): v for k, v in raw.items()}

@@ -31,7 +31,7 @@ def labctl(*args: str) -> str:
 
 def lab_backends(cluster: Cluster) -> dict[str, list[int]]:
     """Backend hosts inside the lab subnet and their ports: the lab runs a web server for each."""
-    network = cluster.spec.cluster.vip.network
+    network = cluster.spec.cluster.nodes[0].address.network
     found: dict[str, set[int]] = {}
     for backend in cluster.spec.haproxy.backends:
         for server in backend.servers:
@@ -45,7 +45,7 @@ def lab_backends(cluster: Cluster) -> dict[str, list[int]]:
 
 
 def host_slot(cluster: Cluster, ip: str) -> str:
-    network = cluster.spec.cluster.vip.network
+    network = cluster.spec.cluster.nodes[0].address.network
     return str(int(ipaddress.IPv4Address(ip)) - int(network.network_address))
 
 
@@ -65,8 +65,11 @@ class LabNodes(pulumi.ComponentResource):
         cluster = args.cluster
         spec = cluster.spec.cluster
         prefix = lab_prefix(cluster.stack)
-        prefix_len = spec.vip.network.prefixlen
+        prefix_len = spec.nodes[0].address.network.prefixlen
         gateway = str(spec.gateway)
+        # IPv6 on the lab segment when the nodes have it: the client holds gateway6.
+        v6 = spec.gateway6 is not None and spec.nodes[0].address6 is not None
+        gateway6 = f"{spec.gateway6}/{spec.nodes[0].address6.network.prefixlen}" if v6 else ""  # type: ignore[union-attr]
 
         def command(step: str, create: str, delete: str, depends_on: list[pulumi.Resource]) -> local.Command:
             return local.Command(
@@ -78,7 +81,8 @@ class LabNodes(pulumi.ComponentResource):
                 opts=pulumi.ResourceOptions(parent=self, depends_on=depends_on, delete_before_replace=True),
             )
 
-        net = command("net", labctl("net-up", prefix, f"{gateway}/{prefix_len}"), labctl("net-down", prefix), [])
+        net_args = [prefix, f"{gateway}/{prefix_len}", *([gateway6] if v6 else [])]
+        net = command("net", labctl("net-up", *net_args), labctl("net-down", prefix), [])
         backends = []
         for host, ports in lab_backends(cluster).items():
             # Namespaces are named after the host part of the address: stable when others come or go.
@@ -95,7 +99,8 @@ class LabNodes(pulumi.ComponentResource):
             resource = command(
                 f"node-{node.name}",
                 labctl("node-up", prefix, host_slot(cluster, str(node.address.ip)), node.name,
-                       str(node.address), gateway, cluster.spec.ssh_public_key or ""),
+                       str(node.address), gateway, cluster.spec.ssh_public_key or "",
+                       *([str(node.address6), str(spec.gateway6)] if v6 and node.address6 else [])),
                 labctl("node-down", prefix, host_slot(cluster, str(node.address.ip)), node.name),
                 [net],
             )

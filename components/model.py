@@ -19,6 +19,7 @@ from .schema import FrontendSpec, StackSpec, load_stack
 from .sha512crypt import derived_salt, sha512_crypt
 from .tls import KEY as TLS_KEY
 from .tls import WARN_DAYS, Certificate, load_certificates
+from .vrrp import GroupOnNode, node_groups, preferred_holders
 
 
 @dataclass(frozen=True)
@@ -70,9 +71,18 @@ class Node:
     name: str
     host: str
     address: ipaddress.IPv4Interface
-    priority: int
-    state: str
-    peers: tuple[str, ...]
+    address6: ipaddress.IPv6Interface | None
+    priority: int  # its place in the node order (the rollout goes lowest first)
+    groups: tuple[GroupOnNode, ...]  # the VRRP instances it runs, per VIP group
+
+    @property
+    def state(self) -> str:
+        """Initial VRRP state of its first instance (all of one group share it)."""
+        return self.groups[0].instances[0].state
+
+    @property
+    def peers(self) -> tuple[str, ...]:
+        return self.groups[0].instances[0].peers
 
 
 @dataclass(frozen=True)
@@ -95,14 +105,11 @@ class Cluster:
     def nodes(self) -> tuple[Node, ...]:
         c = self.spec.cluster
         prios = c.priorities()
-        forced = next((i for i, n in enumerate(c.nodes) if n.state == "MASTER"), None)
-        master = (forced if forced is not None else 0) if c.preempt else None
-        out = []
-        for i, spec in enumerate(c.nodes):
-            state = spec.state or ("MASTER" if i == master else "BACKUP")
-            peers = tuple(str(n.address.ip) for n in c.nodes if n is not spec) if c.unicast else ()
-            out.append(Node(i, spec.name, spec.host, spec.address, prios[i], state, peers))
-        return tuple(out)
+        groups = node_groups(c)
+        return tuple(
+            Node(i, spec.name, spec.host, spec.address, spec.address6, prios[i], groups[spec.name])
+            for i, spec in enumerate(c.nodes)
+        )
 
     def node(self, name: str) -> Node:
         return next(n for n in self.nodes if n.name == name)
@@ -124,8 +131,29 @@ class Cluster:
 
     @property
     def vip_holder(self) -> Node:
-        """The node that holds the VIP when all are healthy (the highest priority)."""
-        return max(self.nodes, key=lambda n: n.priority)
+        """The node that holds the first VIP group when all are healthy."""
+        return self.node(preferred_holders(self.spec.cluster)[self.spec.cluster.groups()[0].name])
+
+    @property
+    def holders(self) -> dict[str, str]:
+        """VIP group -> the node that holds it when all are healthy."""
+        return preferred_holders(self.spec.cluster)
+
+    @property
+    def vip_addresses(self) -> dict[str, list[str]]:
+        """VIP group -> its addresses (without prefix length)."""
+        return {g.name: [str(a.ip) for a in g.addresses] for g in self.spec.cluster.groups()}
+
+    @property
+    def has_ipv6(self) -> bool:
+        return any(a.version == 6 for g in self.spec.cluster.groups() for a in g.addresses)
+
+    def binds(self, bind: str) -> list[str]:
+        """Where a frontend listens: `*:port` also on IPv6 once a VIP is IPv6 (HAProxy's `*` is
+        IPv4 only), so every frontend answers on every VIP of both families."""
+        if self.has_ipv6 and bind.startswith("*:"):
+            return [bind, f"[::]:{bind[2:]} v6only"]
+        return [bind]
 
     @property
     def rollout_order(self) -> tuple[Node, ...]:
@@ -177,6 +205,12 @@ def build_cluster(stack: str, config: Mapping[str, Any], secrets: Secrets, now: 
             f"{PROJECT}:cluster.advertInt",
             f"{spec.cluster.advert_int:g} s needs VRRPv3, which has no PASS authentication; "
             "use whole seconds or drop vrrpPassword",
+        )
+    if secrets.vrrp_password and any(a.version == 6 for g in spec.cluster.groups() for a in g.addresses):
+        raise ConfigError(
+            f"{PROJECT}:vrrpPassword",
+            "PASS authentication is VRRPv2, which has no IPv6: keepalived would run the IPv6 "
+            "instances unauthenticated; drop vrrpPassword or the IPv6 VIPs",
         )
     now = now or dt.datetime.now(dt.UTC)
     certificates = load_certificates(referenced_certificates(spec), secrets.tls_bundles, now)

@@ -8,12 +8,11 @@ be mixed: hosts not listed in `proxmoxHosts` use the default endpoint.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import PROJECT, ConfigError
+from .errors import PROJECT, ConfigError, secret_mapping
 from .schema import StackSpec
 
 DEFAULT = "default"
@@ -77,18 +76,9 @@ def _truthy(value: Any) -> bool:
 
 
 def parse_tokens(raw: Any) -> dict[str, str]:
-    """`haproxy-ha:proxmoxApiTokens`: a mapping host -> token (a JSON string in the runtime)."""
+    """`haproxy-ha:proxmoxApiTokens`: a mapping host -> token."""
     key = f"{PROJECT}:proxmoxApiTokens"
-    if raw is None or raw == "":
-        return {}
-    if isinstance(raw, str):
-        try:
-            raw = json.loads(raw)
-        except json.JSONDecodeError:
-            raise ConfigError(key, "must be a mapping host -> API token (set each with "
-                              f"`pulumi config set --secret --path '{key}.<host>' ...`)") from None
-    if not isinstance(raw, dict):
-        raise ConfigError(key, "must be a mapping host -> API token")
+    raw = secret_mapping(raw, key, "host -> API token", "'USER@REALM!TOKENID=SECRET'")
     out = {}
     for host, token in raw.items():
         if not isinstance(token, str) or not _token_shape(token):

@@ -117,6 +117,7 @@ def _context(cluster: Cluster, node: Node, paths: Paths) -> dict:
         "stats_password_hash": cluster.stats_password_hash,
         "placeholders": cluster.secrets.placeholders,
         "route_acls": cluster.route_acls,
+        "binds": cluster.binds,
     }
 
 
@@ -198,12 +199,12 @@ class ServiceApply:
     files: tuple[ApplyFile, ...]
     pidfile: str
     comm: str
-    reload_signal: str | None  # None: the service manager restarts it
-    new_worker: bool
-    ports: tuple[int, ...]
-    health_url: str | None
-    health_seconds: int
-    settle_seconds: int
+    reload_signal: str | None = None  # None: the service manager restarts it
+    new_worker: bool = False
+    ports: tuple[int, ...] = ()
+    health_url: str | None = None
+    health_seconds: int = 10
+    settle_seconds: int = 1
     sockets: tuple[str, ...] = ()  # UNIX sockets it must have created
     # Files that must hold these values once healthy (path, value).
     file_values: tuple[tuple[str, str], ...] = ()
@@ -220,14 +221,8 @@ def service_applies(cluster: Cluster, paths: Paths = PATHS) -> tuple[ServiceAppl
         ),
         pidfile=paths.rsyslog_pidfile,
         comm="rsyslogd",
-        # HUP only reopens files; new inputs need a restart. HAProxy's datagrams sent during
-        # that second are lost, its traffic is not affected.
-        reload_signal=None,
-        new_worker=False,
-        ports=(),
-        health_url=None,
-        health_seconds=10,
-        settle_seconds=1,
+        # No reload_signal: HUP only reopens files, a new input needs a restart. HAProxy's log
+        # datagrams sent during that second are lost; its traffic is not affected.
         sockets=(paths.haproxy_log_socket,),
     )
     # Certificates and ticket keys first, so `haproxy -c` judges the config with them in place.
@@ -246,7 +241,6 @@ def service_applies(cluster: Cluster, paths: Paths = PATHS) -> tuple[ServiceAppl
         ports=cluster.listen_ports,
         health_url=f"http://127.0.0.1:{cluster.health_port}/healthz",
         health_seconds=15,
-        settle_seconds=1,
     )
     watch = ServiceApply(
         name="haproxy-watch",
@@ -256,12 +250,6 @@ def service_applies(cluster: Cluster, paths: Paths = PATHS) -> tuple[ServiceAppl
         ),
         pidfile="/nonexistent",  # supervise-daemon's pidfile is its own: found by name instead
         comm="haproxy-watch",
-        reload_signal=None,
-        new_worker=False,
-        ports=(),
-        health_url=None,
-        health_seconds=10,
-        settle_seconds=1,
         file_values=((paths.haproxy_down_file, "0"),),
     )
     keepalived = ServiceApply(
@@ -274,10 +262,6 @@ def service_applies(cluster: Cluster, paths: Paths = PATHS) -> tuple[ServiceAppl
         pidfile=paths.keepalived_pidfile,
         comm="keepalived",
         reload_signal="HUP",
-        new_worker=False,
-        ports=(),
-        health_url=None,
-        health_seconds=10,
         settle_seconds=2,
     )
     return rsyslog, haproxy, watch, keepalived

@@ -3,12 +3,12 @@ checked before anything is declared, each error naming its key path."""
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
 from pydantic import Field, StringConstraints, ValidationError, model_validator
 
+from .clusterspec import ClusterSpec
 from .errors import PROJECT, ConfigError, KeyError_, key_path, unique
 from .fields import (
     _HTTPS_RE,
@@ -19,101 +19,11 @@ from .fields import (
     Bind,
     Endpoint,
     HostName,
-    InterfaceName,
     Name,
     PathPart,
     Port,
     Spec,
 )
-
-# --- Cluster ---------------------------------------------------------------------------------
-
-
-class NodeSpec(Spec):
-    name: HostName
-    host: HostName
-    address: ipaddress.IPv4Interface
-    priority: Annotated[int, Field(ge=1, le=254)] | None = None
-    # Force the initial VRRP state; derived from the order when absent.
-    state: Literal["MASTER", "BACKUP"] | None = None
-
-
-class ClusterSpec(Spec):
-    vip: ipaddress.IPv4Interface
-    virtual_router_id: Annotated[int, Field(ge=1, le=255)]
-    gateway: ipaddress.IPv4Address
-    # Written to the nodes' /etc/resolv.conf (the Alpine image has none); the C libraries
-    # read at most three nameservers.
-    dns: Annotated[list[ipaddress.IPv4Address], Field(max_length=3)] = Field(default_factory=list)
-    interface: InterfaceName = "eth0"
-    unicast: bool = False
-    preempt: bool = True
-    # Seconds between VRRP advertisements. Sub-second needs VRRPv3, which has no PASS auth;
-    # absent: 0.1 s (VRRPv3: a lost master is replaced after 3 adverts + skew, ~0.35 s), or
-    # 1 s (VRRPv2) when a vrrpPassword is set.
-    advert_int: Annotated[float, Field(ge=0.01, le=255)] | None = None
-    nodes: Annotated[list[NodeSpec], Field(min_length=2, max_length=100)]
-
-    @model_validator(mode="after")
-    def _nodes_consistent(self) -> ClusterSpec:
-        unique(self.nodes, "name", lambda n: n.name)
-        unique(self.nodes, "address", lambda n: n.address.ip)
-        explicit = [n.priority is not None for n in self.nodes]
-        if any(explicit) and not all(explicit):
-            i = explicit.index(False) if explicit[0] else explicit.index(True)
-            raise KeyError_(
-                ("nodes", i, "priority"),
-                "set a priority on every node or on none (then they follow the list order)",
-            )
-        if all(explicit):
-            unique(self.nodes, "priority", lambda n: n.priority)
-            for i in range(1, len(self.nodes)):
-                prev, cur = self.nodes[i - 1].priority, self.nodes[i].priority
-                if cur > prev:  # type: ignore[operator]
-                    raise KeyError_(
-                        ("nodes", i, "priority"),
-                        f"{cur} is above the previous node's {prev}; nodes are listed in "
-                        "failover order, highest priority first",
-                    )
-        network = self.nodes[0].address.network
-        for i, node in enumerate(self.nodes):
-            if node.address.network != network:
-                raise KeyError_(
-                    ("nodes", i, "address"),
-                    f"{node.address} is not in {network}, the subnet of the first node; "
-                    "VRRP needs all nodes on one L2 segment",
-                )
-            if node.address.ip in (network.network_address, network.broadcast_address):
-                raise KeyError_(("nodes", i, "address"), f"{node.address.ip} is not a host address")
-        if self.vip.network != network:
-            raise KeyError_(("vip",), f"{self.vip} is not in the nodes' subnet {network}")
-        if self.vip.ip in {n.address.ip for n in self.nodes}:
-            raise KeyError_(("vip",), f"{self.vip.ip} is also a node address")
-        if self.vip.ip in (network.network_address, network.broadcast_address):
-            raise KeyError_(("vip",), f"{self.vip.ip} is not a host address of {network}")
-        if self.gateway not in network:
-            raise KeyError_(("gateway",), f"{self.gateway} is not in the nodes' subnet {network}")
-        if self.gateway == self.vip.ip or self.gateway in {n.address.ip for n in self.nodes}:
-            raise KeyError_(("gateway",), f"{self.gateway} is also the VIP or a node address")
-        for i, node in enumerate(self.nodes):
-            if node.state == "MASTER" and not self.preempt:
-                raise KeyError_(
-                    ("nodes", i, "state"),
-                    "MASTER cannot be combined with preempt: false; keepalived honours "
-                    "nopreempt only when every node starts as BACKUP",
-                )
-        if sum(n.state == "MASTER" for n in self.nodes) > 1:
-            i = [n.state for n in self.nodes].index("MASTER", 1 + [n.state for n in self.nodes].index("MASTER"))
-            raise KeyError_(("nodes", i, "state"), "only one node can be forced to MASTER")
-        return self
-
-    def priorities(self) -> list[int]:
-        """Each node's base priority: as configured, or spread evenly from 200 down."""
-        if self.nodes[0].priority is not None:
-            return [n.priority for n in self.nodes]  # type: ignore[misc]
-        step = min(50, 190 // (len(self.nodes) - 1))
-        return [200 - i * step for i in range(len(self.nodes))]
-
 
 # --- VMs -------------------------------------------------------------------------------------
 

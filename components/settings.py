@@ -12,7 +12,9 @@ from pulumi.runtime import config as runtime_config
 from .errors import PROJECT, ConfigError
 from .model import Cluster, Secrets, build_cluster
 from .proxmox import PveAccess, parse_tokens, resolve
+from .stackfile import PROJECT_DIR
 from .tls import parse_bundles
+from .vridcheck import check_vrids, other_stacks
 
 OBJECT_KEYS = ("cluster", "vm", "haproxy", "proxmoxHosts")
 
@@ -57,6 +59,7 @@ def load_settings(stack: str) -> Settings:
         )
     bundles = parse_bundles(raw.get(f"{PROJECT}:tlsCertificates"))
     cluster = build_cluster(stack, plain, Secrets(stats, vrrp, tls_bundles=bundles))
+    check_vrids(cluster.spec, other_stacks(PROJECT_DIR, stack))
     if cluster.spec.platform == "lab" and not cluster.spec.ssh_public_key:
         raise ConfigError(f"{PROJECT}:sshPublicKey", "required on platform lab (the nodes' authorized key)")
     pve = None

@@ -8,7 +8,6 @@ import base64
 import datetime as dt
 import hashlib
 import hmac
-import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -18,7 +17,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from .errors import PROJECT, ConfigError
+from .errors import PROJECT, ConfigError, secret_mapping
 
 KEY = f"{PROJECT}:tlsCertificates"
 WARN_DAYS = 30
@@ -57,18 +56,8 @@ class Certificate:
 
 
 def parse_bundles(raw: Any) -> dict[str, str]:
-    """`haproxy-ha:tlsCertificates`: name -> PEM bundle (a JSON string in the runtime)."""
-    if raw is None or raw == "":
-        return {}
-    if isinstance(raw, str):
-        try:
-            raw = json.loads(raw)
-        except json.JSONDecodeError:
-            raise ConfigError(KEY, "must be a mapping name -> PEM bundle (set each with "
-                              f"`pulumi config set --secret --path '{KEY}.<name>' \"$(cat name.pem)\"`)") from None
-    if not isinstance(raw, dict) or not all(isinstance(v, str) for v in raw.values()):
-        raise ConfigError(KEY, "must be a mapping name -> PEM bundle")
-    return {str(k): v for k, v in raw.items()}
+    """`haproxy-ha:tlsCertificates`: name -> PEM bundle."""
+    return secret_mapping(raw, KEY, "name -> PEM bundle", '"$(cat name.pem)"')
 
 
 def names_in_config(config: Mapping[str, Any]) -> list[str]:

@@ -179,28 +179,31 @@ def check_shell(script: RenderedFile) -> CheckResult:
     return CheckResult(tool, "failed", "\n".join(problems)) if problems else CheckResult(tool, "ok")
 
 
+def _run_on(tool: str, program: str, text: str, argv: list[str]) -> tuple[CheckResult | None, int, str]:
+    """Run `program` (from PATH) with `argv` on `text` saved as {file} in a private folder;
+    `{file}` and `{dir}` in argv are filled in. A skipped result when the program is missing."""
+    binary = shutil.which(program)
+    if not binary:
+        return CheckResult(tool, "skipped", f"{program} not installed"), 0, ""
+    with tempfile.TemporaryDirectory(prefix="haproxy-ha-check-") as tmp:
+        path = Path(tmp, "checked.conf")
+        path.write_text(text)
+        code, out = _run([binary, *(a.format(file=path, dir=tmp) for a in argv)])
+    return None, code, out
+
+
 def check_rsyslog(config_text: str) -> CheckResult:
     """`rsyslogd -N1`: a full config check that starts nothing."""
-    binary = shutil.which("rsyslogd")
-    if not binary:
-        return CheckResult("rsyslogd -N1", "skipped", "rsyslog not installed")
-    with tempfile.TemporaryDirectory(prefix="haproxy-ha-check-") as tmp:
-        path = Path(tmp, "rsyslog.conf")
-        path.write_text(config_text)
-        code, out = _run([binary, "-N1", "-f", str(path)])
-    return CheckResult("rsyslogd -N1", "failed", out) if code else CheckResult("rsyslogd -N1", "ok")
+    skipped, code, out = _run_on("rsyslogd -N1", "rsyslogd", config_text, ["-N1", "-f", "{file}"])
+    return skipped or (CheckResult("rsyslogd -N1", "failed", out) if code else CheckResult("rsyslogd -N1", "ok"))
 
 
 def check_logrotate(config_text: str) -> CheckResult:
     """`logrotate -d` (a dry run); it exits 0 after ignoring an unknown option, so any `error:`
     line fails the check, as the node's apply step does."""
-    binary = shutil.which("logrotate")
-    if not binary:
-        return CheckResult("logrotate -d", "skipped", "logrotate not installed")
-    with tempfile.TemporaryDirectory(prefix="haproxy-ha-check-") as tmp:
-        path = Path(tmp, "logrotate.conf")
-        path.write_text(config_text)
-        code, out = _run([binary, "-d", "-s", str(Path(tmp, "state")), str(path)])
+    skipped, code, out = _run_on("logrotate -d", "logrotate", config_text, ["-d", "-s", "{dir}/state", "{file}"])
+    if skipped:
+        return skipped
     errors = [line for line in out.splitlines() if line.startswith("error:")]
     if code or errors:
         return CheckResult("logrotate -d", "failed", "\n".join(errors) or out)

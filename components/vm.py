@@ -66,7 +66,11 @@ def vm_args(cluster: Cluster, index: int, image_id: pulumi.Input[str]) -> dict[s
                 proxmoxve.VmLegacyInitializationIpConfigArgs(
                     ipv4=proxmoxve.VmLegacyInitializationIpConfigIpv4Args(
                         address=str(node.address), gateway=str(spec.cluster.gateway)
-                    )
+                    ),
+                    ipv6=proxmoxve.VmLegacyInitializationIpConfigIpv6Args(
+                        address=str(node.address6),
+                        gateway=str(spec.cluster.gateway6) if spec.cluster.gateway6 else None,
+                    ) if node.address6 else None,
                 )
             ],
             dns=proxmoxve.VmLegacyInitializationDnsArgs(servers=[str(s) for s in spec.cluster.dns]),

@@ -101,8 +101,10 @@ def mac_for(address: str) -> str:
     return "02:00:" + ":".join(f"{o:02x}" for o in octets)
 
 
-def attach(prefix: str, role: str, port: str, address: str, gateway: str | None) -> str:
-    """A namespace with eth0 on the lab bridge (the veth is created inside the namespaces)."""
+def attach(prefix: str, role: str, port: str, address: str, gateway: str | None,
+           address6: str = "", gateway6: str = "") -> str:
+    """A namespace with eth0 on the lab bridge (the veth is created inside the namespaces);
+    IPv6 too when given (documentation prefix 2001:db8::/32 only)."""
     ns, bridge = netns(prefix, role), netns(prefix, "br")
     if ns in namespaces(prefix):
         raise SystemExit(f"labctl: namespace {ns} already exists")
@@ -115,10 +117,16 @@ def attach(prefix: str, role: str, port: str, address: str, gateway: str | None)
     sh("ip", "-n", ns, "link", "set", "eth0", "up")
     if gateway:
         sh("ip", "-n", ns, "route", "add", "default", "via", gateway)
+    if address6:
+        if not address6.lower().startswith("2001:db8:"):
+            raise SystemExit(f"labctl: {address6} is outside the documentation prefix 2001:db8::/32")
+        sh("ip", "-n", ns, "-6", "addr", "add", address6, "dev", "eth0")
+        if gateway6:
+            sh("ip", "-n", ns, "-6", "route", "add", "default", "via", gateway6)
     return ns
 
 
-def net_up(prefix: str, gateway_cidr: str) -> None:
+def net_up(prefix: str, gateway_cidr: str, gateway6_cidr: str = "") -> None:
     bridge = netns(prefix, "br")
     if bridge in namespaces(prefix):
         return  # idempotent: the bridge is already there
@@ -126,9 +134,9 @@ def net_up(prefix: str, gateway_cidr: str) -> None:
     sh("ip", "-n", bridge, "link", "add", "br0", "type", "bridge")
     sh("ip", "-n", bridge, "link", "set", "br0", "up")
     # The client namespace holds the gateway address: SSH and test traffic start there.
-    attach(prefix, "cl", "cl", gateway_cidr, None)
+    attach(prefix, "cl", "cl", gateway_cidr, None, gateway6_cidr)
     lab_dir(prefix).mkdir(parents=True, exist_ok=True)
-    print(f"lab network {prefix}: bridge {bridge}, client {netns(prefix, 'cl')} at {gateway_cidr}")
+    print(f"lab network {prefix}: bridge {bridge}, client {netns(prefix, 'cl')} at {gateway_cidr} {gateway6_cidr}")
 
 
 def net_down(prefix: str) -> None:
@@ -199,7 +207,8 @@ def _sshd_config() -> str:
     )
 
 
-def node_up(prefix: str, index: str, name: str, address: str, gateway: str, public_key: str) -> None:
+def node_up(prefix: str, index: str, name: str, address: str, gateway: str, public_key: str,
+            address6: str = "", gateway6: str = "") -> None:
     node_dir = lab_dir(prefix) / "nodes" / name
     if node_dir.exists():
         shutil.rmtree(node_dir)
@@ -227,7 +236,7 @@ def node_up(prefix: str, index: str, name: str, address: str, gateway: str, publ
     init = node_dir / "init.sh"
     init.write_text(_node_init(node_dir, name))
 
-    ns = attach(prefix, f"n{index}", f"n{index}", address, gateway)
+    ns = attach(prefix, f"n{index}", f"n{index}", address, gateway, address6, gateway6)
     console = open(node_dir / "console.log", "ab")  # noqa: SIM115 - handed to the child
     proc = subprocess.Popen(
         ["ip", "netns", "exec", ns, "unshare", "--mount", "--pid", "--uts", "--fork", "--mount-proc",

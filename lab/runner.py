@@ -370,11 +370,18 @@ def main_up(lab: Lab, diff: bool, replace: tuple[str, ...]) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     out = outcome.outputs
-    time.sleep(1.5)  # let VRRP settle before asking who holds the VIP
-    holders = lab.vip_holders(out["vip"], out["nodes"])
-    print(f"VIP         {out['vip']} (held by {', '.join(holders) or 'nobody yet'})")
+    time.sleep(1.5)  # let VRRP settle before asking who holds the VIPs
+    for group, addresses in out["vips"].items():
+        holders = lab.vip_holders(addresses[0], out["nodes"])
+        label = "VIP" if len(out["vips"]) == 1 else f"VIP {group}"
+        print(f"{label:<11} {', '.join(addresses)} (held by {', '.join(holders) or 'nobody yet'})")
     print(f"stats       {out['statsUrl']}  user admin, password in {lab.state_dir / 'stats-password'}")
-    print(f"try         ip netns exec {lab.ns('cl')} curl -s http://{out['vip']}:5000/")
+    first = next(iter(out["vips"].values()))
+    port = next((fe["bind"].rsplit(":", 1)[1] for fe in lab.base_config["haproxy-ha:haproxy"]["frontends"]
+                 if fe.get("mode", "http") == "http" and not fe.get("tls") and not fe.get("redirectToHttps")), "80")
+    for address in first:
+        host = f"[{address}]" if ":" in address else address
+        print(f"try         ip netns exec {lab.ns('cl')} curl -sg http://{host}:{port}/")
     for name in names_in_config(lab.base_config):
         host = f"{name}.{tlsca.DOMAIN}"
         print(f"https       ip netns exec {lab.ns('cl')} curl --cacert {tlsca.ca_paths(lab.tls_dir)[0]} "

@@ -56,3 +56,13 @@ def tls_bundle(name: str) -> str:
 def tls_secrets(cfg: dict, *args, **kwargs) -> Secrets:
     """Secrets with a bundle for every certificate the config's frontends use."""
     return Secrets(*args, **kwargs, tls_bundles={n: tls_bundle(n) for n in names_in_config(cfg)})
+
+
+@pytest.fixture(scope="module")
+def lab():
+    """A lab copy of the `lab` stack for the scenario module that asks for it, VIP on k3s-lb-01;
+    torn down after the module, also when a test fails."""
+    from tests.lab_support import running_lab
+
+    with running_lab() as running:
+        yield running

@@ -5,11 +5,18 @@ from __future__ import annotations
 import os
 import shutil
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 
+from lab import probe
 from lab.runner import Lab
 from tests.conftest import stack_config
+
+VIP_URL = "http://192.0.2.100:5000/"
+# The lab stack's nodes and the slot (namespace suffix) of each.
+SLOTS = {"k3s-lb-01": "n11", "k3s-lb-02": "n12", "k3s-lb-03": "n13"}
 
 needs_lab = pytest.mark.skipif(
     os.geteuid() != 0 or not all(shutil.which(t) for t in ("ip", "haproxy", "keepalived", "sshd", "nsenter")),
@@ -19,6 +26,22 @@ needs_lab = pytest.mark.skipif(
 
 def new_lab(log=lambda line: None) -> Lab:
     return Lab(f"t{uuid.uuid4().hex[:8]}", stack_config("lab"), log=log)
+
+
+@contextmanager
+def running_lab() -> Iterator[Lab]:
+    """A lab copy of the `lab` stack, up with the VIP on k3s-lb-01; always torn down."""
+    lab = new_lab()
+    try:
+        lab.up()
+        probe.wait_for(lambda: holders(lab) == ["k3s-lb-01"], 15)
+        yield lab
+    finally:
+        lab.down()
+
+
+def node_ns(lab: Lab, node: str) -> str:
+    return lab.ns(SLOTS[node])
 
 
 def holders(lab: Lab) -> list[str]:

@@ -38,6 +38,8 @@ def daemons() -> Daemons:
 
 def rendered_stack(stack: str, vrrp_password: str | None) -> tuple[object, dict[str, list[RenderedFile]]]:
     config = read_stack(stack, environ={}).config
+    if vrrp_password and "2001:db8" in str(config):
+        pytest.skip("VRRPv2 (PASS auth) has no IPv6: the model refuses this pair (tests/test_vips.py)")
     cluster = build_cluster(stack, config, tls_secrets(config, STATS_PW, vrrp_password))
     return cluster, render_cluster(cluster)
 

@@ -9,57 +9,40 @@ import time
 import pytest
 
 from lab import probe
-from tests.lab_support import holders, needs_lab, new_lab
+from tests.lab_support import SLOTS, VIP_URL, holders, needs_lab, node_ns
 
 pytestmark = needs_lab
 
-VIP_URL = "http://192.0.2.100:5000/"
-SLOTS = {"k3s-lb-01": "n11", "k3s-lb-02": "n12", "k3s-lb-03": "n13"}
-
-
-@pytest.fixture(scope="module")
-def lab():
-    lab = new_lab()
-    try:
-        lab.up()
-        probe.wait_for(lambda: holders(lab) == ["k3s-lb-01"], 15)
-        yield lab
-    finally:
-        lab.down()
-
-
-def ns(lab, node: str) -> str:
-    return lab.ns(SLOTS[node])
 
 
 def down_flag(lab, node: str) -> str:
-    return probe.node_exec(ns(lab, node), "cat /run/haproxy-down", check=False).stdout.strip()
+    return probe.node_exec(node_ns(lab, node), "cat /run/haproxy-down", check=False).stdout.strip()
 
 
 def transitions(lab) -> dict[str, int]:
-    return {node: probe.vrrp_transitions(ns(lab, node)) for node in SLOTS}
+    return {node: probe.vrrp_transitions(node_ns(lab, node)) for node in SLOTS}
 
 
 def restart_haproxy(lab, node: str) -> None:
     """Start HAProxy again once the killed one's processes are gone; preempt brings the VIP back."""
-    probe.wait_for(lambda: not any(probe.comm(p) == "haproxy" for p in probe.ns_pids(ns(lab, node))), 10)
-    probe.node_exec(ns(lab, node), "rc-service haproxy start")
+    probe.wait_for(lambda: not any(probe.comm(p) == "haproxy" for p in probe.ns_pids(node_ns(lab, node))), 10)
+    probe.node_exec(node_ns(lab, node), "rc-service haproxy start")
     probe.wait_for(lambda: down_flag(lab, node) == "0", 10)
     probe.wait_for(lambda: holders(lab) == ["k3s-lb-01"], 10)
 
 
 def test_the_watcher_runs_supervised_and_reports_haproxy_serving(lab):
     for node in SLOTS:
-        assert probe.main_pids(ns(lab, node), "haproxy-watch"), node
+        assert probe.main_pids(node_ns(lab, node), "haproxy-watch"), node
         assert down_flag(lab, node) == "0", node
         # comm holds 15 characters
-        (supervisor,) = [p for p in probe.ns_pids(ns(lab, node)) if probe.comm(p) == "supervise-daemo"]
-        assert probe.main_pids(ns(lab, node), "haproxy-watch")[0] in probe.children(ns(lab, node), supervisor)
+        (supervisor,) = [p for p in probe.ns_pids(node_ns(lab, node)) if probe.comm(p) == "supervise-daemo"]
+        assert probe.main_pids(node_ns(lab, node), "haproxy-watch")[0] in probe.children(node_ns(lab, node), supervisor)
 
 
 @pytest.mark.parametrize("victim", ["master", "worker"])
 def test_a_dead_haproxy_releases_the_vip_at_once_and_it_returns(lab, victim):
-    node = ns(lab, "k3s-lb-01")
+    node = node_ns(lab, "k3s-lb-01")
     (master,) = probe.main_pids(node, "haproxy")
     target = master if victim == "master" else probe.children(node, master)[0]
     probe.os.kill(target, probe.signal.SIGKILL)
@@ -73,7 +56,7 @@ def test_a_dead_haproxy_releases_the_vip_at_once_and_it_returns(lab, victim):
 
 
 def test_ten_reloads_in_a_row_never_move_the_vip(lab):
-    node = ns(lab, "k3s-lb-01")
+    node = node_ns(lab, "k3s-lb-01")
     before = transitions(lab)
     with probe.Load(lab, VIP_URL, workers=2, interval=0.005) as load:
         for _ in range(10):
@@ -88,7 +71,7 @@ def test_ten_reloads_in_a_row_never_move_the_vip(lab):
 
 
 def test_the_watchers_death_moves_nothing_and_it_is_restarted(lab):
-    node = ns(lab, "k3s-lb-01")
+    node = node_ns(lab, "k3s-lb-01")
     before = transitions(lab)
     (old,) = probe.kill(node, "haproxy-watch")
     probe.wait_for(lambda: probe.main_pids(node, "haproxy-watch") not in ([], [old]), 10)
@@ -99,7 +82,7 @@ def test_the_watchers_death_moves_nothing_and_it_is_restarted(lab):
 
 def test_haproxy_dying_while_the_watcher_is_dead_still_releases_the_vip(lab):
     """No stale "healthy": the restarted watcher, or the /healthz probe, reports the death."""
-    node = ns(lab, "k3s-lb-01")
+    node = node_ns(lab, "k3s-lb-01")
     probe.kill(node, "haproxy-watch")
     probe.kill(node, "haproxy")
     probe.wait_for(lambda: holders(lab) == ["k3s-lb-02"], 10)

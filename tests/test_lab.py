@@ -16,27 +16,11 @@ import components.render
 from lab import probe
 from lab.runner import LabError
 from tests.conftest import stack_config
-from tests.lab_support import holders, needs_lab, new_lab
+from tests.lab_support import SLOTS as NODES
+from tests.lab_support import VIP_URL, holders, needs_lab, node_ns
 
 pytestmark = needs_lab
 
-VIP_URL = "http://192.0.2.100:5000/"
-NODES = {"k3s-lb-01": "n11", "k3s-lb-02": "n12", "k3s-lb-03": "n13"}
-
-
-@pytest.fixture(scope="module")
-def lab():
-    lab = new_lab()
-    try:
-        lab.up()
-        probe.wait_for(lambda: holders(lab) == ["k3s-lb-01"], 15)
-        yield lab
-    finally:
-        lab.down()
-
-
-def ns(lab, node: str) -> str:
-    return lab.ns(NODES[node])
 
 
 def serving(lab) -> bool:
@@ -46,8 +30,8 @@ def serving(lab) -> bool:
 def restore(lab, node: str, service: str) -> None:
     # A killed daemon's children exit on their own; start only when they are gone, or the
     # new daemon finds their pidfiles alive and refuses to start.
-    probe.wait_for(lambda: not any(probe.comm(p) == service for p in probe.ns_pids(ns(lab, node))), 10)
-    probe.node_exec(ns(lab, node), f"rc-service {service} start")
+    probe.wait_for(lambda: not any(probe.comm(p) == service for p in probe.ns_pids(node_ns(lab, node))), 10)
+    probe.node_exec(node_ns(lab, node), f"rc-service {service} start")
     probe.wait_for(lambda: holders(lab) == ["k3s-lb-01"], 15)
 
 
@@ -61,12 +45,12 @@ def test_up_serves_through_the_vip_from_the_highest_priority_node(lab):
     user = f"admin:{lab.stats_password}@"
     assert probe.http_get(lab, f"http://{user}192.0.2.100:8404/metrics")[0] == 200
     # sshd was hardened by the bootstrap step.
-    sshd = probe.node_exec(ns(lab, "k3s-lb-02"), "sshd.pam -T -f /etc/ssh/sshd_config").stdout
+    sshd = probe.node_exec(node_ns(lab, "k3s-lb-02"), "sshd.pam -T -f /etc/ssh/sshd_config").stdout
     assert "permitrootlogin without-password" in sshd and "passwordauthentication no" in sshd
 
 
 def node_cat(lab, node: str, path: str) -> str:
-    return probe.node_exec(ns(lab, node), f"cat {path}", check=False).stdout
+    return probe.node_exec(node_ns(lab, node), f"cat {path}", check=False).stdout
 
 
 def test_a_request_through_the_vip_lands_in_the_holders_haproxy_log_which_rotates(lab):
@@ -78,7 +62,7 @@ def test_a_request_through_the_vip_lands_in_the_holders_haproxy_log_which_rotate
     assert " haproxy[" in line and " main app/" in line
     assert first not in node_cat(lab, "k3s-lb-02", "/var/log/haproxy.log"), "only the VIP holder served it"
     # Rotated as the daily cron job would, rsyslog reopens its file (postrotate HUP).
-    probe.node_exec(ns(lab, "k3s-lb-01"), "logrotate -f /etc/logrotate.d/haproxy")
+    probe.node_exec(node_ns(lab, "k3s-lb-01"), "logrotate -f /etc/logrotate.d/haproxy")
     assert first in node_cat(lab, "k3s-lb-01", "/var/log/haproxy.log.1")
     probe.http_get(lab, f"http://192.0.2.100:5000{second}")
     probe.wait_for(lambda: second in node_cat(lab, "k3s-lb-01", "/var/log/haproxy.log"), 5)
@@ -93,7 +77,7 @@ def test_every_node_resolves_through_the_configured_servers_and_the_host_keeps_i
 
 
 def test_services_start_at_boot_on_the_node_and_nothing_changed_on_the_host(lab):
-    enabled = probe.node_exec(ns(lab, "k3s-lb-02"), "rc-update show default").stdout
+    enabled = probe.node_exec(node_ns(lab, "k3s-lb-02"), "rc-update show default").stdout
     for service in ("haproxy", "keepalived", "rsyslog"):
         assert re.search(rf"^\s*{service} \|\s*default", enabled, re.M), service
     assert node_cat(lab, "k3s-lb-02", "/etc/sysctl.d/90-haproxy-ha.conf") == "net.ipv4.ip_nonlocal_bind = 1\n"
@@ -103,7 +87,7 @@ def test_services_start_at_boot_on_the_node_and_nothing_changed_on_the_host(lab)
 
 def test_sshd_rejecting_the_hardened_config_says_what_ran_and_what_it_printed(lab):
     """Audit finding 5: the node's sshd is sshd.pam; a rejection quotes the command and its output."""
-    node = ns(lab, "k3s-lb-03")
+    node = node_ns(lab, "k3s-lb-03")
     probe.node_exec(node, "cp -p /etc/ssh/sshd_config /var/lib/haproxy-ha/sshd_config.good && "
                           "sed -i '/^# BEGIN haproxy-ha$/,/^# END haproxy-ha$/d' /etc/ssh/sshd_config && "
                           "echo 'NoSuchOption yes' >> /etc/ssh/sshd_config")
@@ -125,7 +109,7 @@ def test_up_again_with_the_same_config_executes_nothing(lab):
 
 
 def test_haproxy_killed_on_the_holder_moves_the_vip_and_it_returns_with_preempt(lab):
-    assert probe.kill(ns(lab, "k3s-lb-01"), "haproxy"), "no haproxy master found"
+    assert probe.kill(node_ns(lab, "k3s-lb-01"), "haproxy"), "no haproxy master found"
     probe.wait_for(lambda: holders(lab) == ["k3s-lb-02"], 10)
     probe.wait_for(lambda: serving(lab), 5)
     restore(lab, "k3s-lb-01", "haproxy")
@@ -133,7 +117,7 @@ def test_haproxy_killed_on_the_holder_moves_the_vip_and_it_returns_with_preempt(
 
 
 def test_keepalived_killed_on_the_holder_moves_the_vip(lab):
-    assert probe.kill(ns(lab, "k3s-lb-01"), "keepalived")
+    assert probe.kill(node_ns(lab, "k3s-lb-01"), "keepalived")
     probe.wait_for(lambda: "k3s-lb-02" in holders(lab), 10)
     assert serving(lab)
     restore(lab, "k3s-lb-01", "keepalived")
@@ -184,7 +168,7 @@ def broken_templates(tmp_path, monkeypatch):
 
 
 def live_haproxy_cfg(lab, node: str) -> str:
-    return probe.node_exec(ns(lab, node), "cat /etc/haproxy/haproxy.cfg").stdout
+    return probe.node_exec(node_ns(lab, node), "cat /etc/haproxy/haproxy.cfg").stdout
 
 
 def test_a_directive_haproxy_rejects_stops_the_rollout_at_the_first_node(lab, broken_templates):
@@ -211,7 +195,8 @@ def test_a_config_that_fails_the_health_gate_is_rolled_back(lab, broken_template
             lab.up(copy.deepcopy(lab.base_config))
         result = load.stop()
     assert live_haproxy_cfg(lab, "k3s-lb-03") == before
-    assert probe.node_exec(ns(lab, "k3s-lb-03"), "curl -fsS -o /dev/null http://127.0.0.1:8404/healthz").returncode == 0
+    health = "curl -fsS -o /dev/null http://127.0.0.1:8404/healthz"
+    assert probe.node_exec(node_ns(lab, "k3s-lb-03"), health).returncode == 0
     assert result["failed"] == 0, result
     assert holders(lab) == ["k3s-lb-01"]
 
@@ -223,11 +208,11 @@ def test_the_next_good_config_applies_cleanly_after_a_failed_rollout(lab):
 
 
 def haproxy_workers(lab, node: str) -> set[int]:
-    return {p for p in probe.ns_pids(ns(lab, node)) if probe.comm(p) == "haproxy"}
+    return {p for p in probe.ns_pids(node_ns(lab, node)) if probe.comm(p) == "haproxy"}
 
 
 def test_drift_a_hand_edit_is_restored_by_the_next_apply(lab):
-    node = ns(lab, "k3s-lb-02")
+    node = node_ns(lab, "k3s-lb-02")
     good = live_haproxy_cfg(lab, "k3s-lb-02")
     clean_workers = haproxy_workers(lab, "k3s-lb-01")
     probe.node_exec(node, "echo '# edited by hand' >> /etc/haproxy/haproxy.cfg")
@@ -240,9 +225,9 @@ def test_drift_a_hand_edit_is_restored_by_the_next_apply(lab):
 
 
 def settled(lab, seconds: float) -> bool:
-    before = [probe.vrrp_transitions(ns(lab, n)) for n in NODES]
+    before = [probe.vrrp_transitions(node_ns(lab, n)) for n in NODES]
     time.sleep(seconds)
-    return before == [probe.vrrp_transitions(ns(lab, n)) for n in NODES]
+    return before == [probe.vrrp_transitions(node_ns(lab, n)) for n in NODES]
 
 
 def test_without_preempt_the_vip_stays_where_it_moved(lab):
@@ -255,13 +240,15 @@ def test_without_preempt_the_vip_stays_where_it_moved(lab):
         # until no node has changed state for 2 s.
         probe.wait_for(lambda: len(holders(lab)) == 1 and settled(lab, 2), 20, interval=0.5)
         first = holders(lab)[0]
-        assert probe.kill(ns(lab, first), "haproxy")
+        assert probe.kill(node_ns(lab, first), "haproxy")
         probe.wait_for(lambda: holders(lab) not in ([], [first]), 10)
         moved_to = holders(lab)
-        probe.wait_for(lambda: not probe.main_pids(ns(lab, first), "haproxy"), 10)
-        probe.node_exec(ns(lab, first), "rc-service haproxy start")
+        # Start it again once its workers are gone too (they leave when their master does).
+        probe.wait_for(lambda: not any(probe.comm(p) == "haproxy" for p in probe.ns_pids(node_ns(lab, first))), 10)
+        probe.node_exec(node_ns(lab, first), "rc-service haproxy start")
         time.sleep(4)  # longer than a check's rise time: with preempt it would be back by now
-        assert holders(lab) == moved_to
+        log = {n: node_cat(lab, n, "/var/log/keepalived-state-change.log").splitlines()[-6:] for n in NODES}
+        assert holders(lab) == moved_to, log
         assert serving(lab)
     finally:
         lab.up(lab.base_config)

@@ -12,24 +12,12 @@ import pytest
 
 from lab import probe, tlsca
 from lab.program import PROJECT_DIR
-from tests.lab_support import holders, needs_lab, new_lab
+from tests.lab_support import SLOTS, holders, needs_lab
 
 pytestmark = needs_lab
 
 VIP = "192.0.2.100"
 HOST = f"www.{tlsca.DOMAIN}"
-SLOTS = {"k3s-lb-01": "n11", "k3s-lb-02": "n12", "k3s-lb-03": "n13"}
-
-
-@pytest.fixture(scope="module")
-def lab():
-    lab = new_lab()
-    try:
-        lab.up()
-        probe.wait_for(lambda: holders(lab) == ["k3s-lb-01"], 15)
-        yield lab
-    finally:
-        lab.down()
 
 
 def ca(lab) -> str:

@@ -1,0 +1,181 @@
+"""The cluster part of the schema: nodes, their addresses, and the VIP groups they hold.
+
+`vips` lists groups of addresses that move together (IPv4 and IPv6 of one service); the older
+`vip` + `virtualRouterId` stay valid and mean one group. Errors name their key path.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import Annotated, Literal
+
+from pydantic import Field, model_validator
+
+from .errors import KeyError_, unique
+from .fields import HostName, InterfaceName, Name, Spec
+
+Interface = ipaddress.IPv4Interface | ipaddress.IPv6Interface
+
+
+class NodeSpec(Spec):
+    name: HostName
+    host: HostName
+    address: ipaddress.IPv4Interface
+    # Needed for IPv6 VIPs (the node's own address on the segment, also set by cloud-init).
+    address6: ipaddress.IPv6Interface | None = None
+    priority: Annotated[int, Field(ge=1, le=254)] | None = None
+    # Force the initial VRRP state (single-VIP form only); derived from the order when absent.
+    state: Literal["MASTER", "BACKUP"] | None = None
+
+
+class VipGroupSpec(Spec):
+    """Addresses that move together: one VRRP instance per address family, in a sync group."""
+
+    name: Name
+    virtual_router_id: Annotated[int, Field(ge=1, le=255)]
+    addresses: Annotated[list[Interface], Field(min_length=1, max_length=16)]
+    # The node that holds the group while healthy; default: groups spread over the nodes in order.
+    preferred: HostName | None = None
+
+
+class ClusterSpec(Spec):
+    # One VIP (the original form); `vips` replaces both.
+    vip: ipaddress.IPv4Interface | None = None
+    virtual_router_id: Annotated[int, Field(ge=1, le=255)] | None = None
+    vips: list[VipGroupSpec] | None = None
+    gateway: ipaddress.IPv4Address
+    gateway6: ipaddress.IPv6Address | None = None
+    # Written to the nodes' /etc/resolv.conf (the Alpine image has none); the C libraries
+    # read at most three nameservers.
+    dns: Annotated[list[ipaddress.IPv4Address | ipaddress.IPv6Address], Field(max_length=3)] = Field(
+        default_factory=list
+    )
+    interface: InterfaceName = "eth0"
+    unicast: bool = False
+    preempt: bool = True
+    # Seconds between VRRP advertisements. Sub-second needs VRRPv3, which has no PASS auth;
+    # absent: 0.1 s (VRRPv3: a lost master is replaced after 3 adverts + skew, ~0.35 s), or
+    # 1 s (VRRPv2) when a vrrpPassword is set.
+    advert_int: Annotated[float, Field(ge=0.01, le=255)] | None = None
+    nodes: Annotated[list[NodeSpec], Field(min_length=2, max_length=100)]
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ClusterSpec:
+        self._check_nodes()
+        self._check_groups()
+        return self
+
+    def _check_nodes(self) -> None:
+        unique(self.nodes, "name", lambda n: n.name)
+        unique(self.nodes, "address", lambda n: n.address.ip)
+        explicit = [n.priority is not None for n in self.nodes]
+        if any(explicit) and not all(explicit):
+            i = explicit.index(False) if explicit[0] else explicit.index(True)
+            raise KeyError_(("nodes", i, "priority"),
+                            "set a priority on every node or on none (then they follow the list order)")
+        if all(explicit):
+            unique(self.nodes, "priority", lambda n: n.priority)
+            for i in range(1, len(self.nodes)):
+                prev, cur = self.nodes[i - 1].priority, self.nodes[i].priority
+                if cur > prev:  # type: ignore[operator]
+                    raise KeyError_(("nodes", i, "priority"), f"{cur} is above the previous node's {prev}; nodes "
+                                    "are listed in failover order, highest priority first")
+        for family, attr in ((4, "address"), (6, "address6")):
+            values = [getattr(n, attr) for n in self.nodes]
+            present = [v for v in values if v is not None]
+            if not present:
+                continue
+            network = present[0].network
+            for i, value in enumerate(values):
+                if value is None:
+                    if family == 6 and self.unicast:
+                        raise KeyError_(("nodes", i, "address6"), "required on every node once one has it: "
+                                        "unicast VRRP over IPv6 needs each node's address")
+                    continue
+                if value.network != network:
+                    raise KeyError_(("nodes", i, attr), f"{value} is not in {network}, the subnet of the first "
+                                    "node; VRRP needs all nodes on one L2 segment")
+                if family == 4 and value.ip in (network.network_address, network.broadcast_address):
+                    raise KeyError_(("nodes", i, attr), f"{value.ip} is not a host address")
+            if family == 6:
+                unique(self.nodes, "address6", lambda n: n.address6 and n.address6.ip)
+        network = self.nodes[0].address.network
+        if self.gateway not in network:
+            raise KeyError_(("gateway",), f"{self.gateway} is not in the nodes' subnet {network}")
+        if self.gateway in {n.address.ip for n in self.nodes}:
+            raise KeyError_(("gateway",), f"{self.gateway} is also a node address")
+        if self.gateway6 is not None:
+            nets6 = {n.address6.network for n in self.nodes if n.address6}
+            if not any(self.gateway6 in net for net in nets6):
+                raise KeyError_(("gateway6",), f"{self.gateway6} is not in the nodes' IPv6 subnet "
+                                f"({', '.join(map(str, nets6)) or 'no node has address6'})")
+        for i, node in enumerate(self.nodes):
+            if node.state == "MASTER" and not self.preempt:
+                raise KeyError_(("nodes", i, "state"), "MASTER cannot be combined with preempt: false; "
+                                "keepalived honours nopreempt only when every node starts as BACKUP")
+        states = [n.state for n in self.nodes]
+        if states.count("MASTER") > 1:
+            raise KeyError_(("nodes", states.index("MASTER", states.index("MASTER") + 1), "state"),
+                            "only one node can be forced to MASTER")
+
+    def _check_groups(self) -> None:
+        if self.vips is not None:
+            for key in ("vip", "virtual_router_id"):
+                if getattr(self, key) is not None:
+                    raise KeyError_(("vip" if key == "vip" else "virtualRouterId",),
+                                    "use either vip + virtualRouterId (one VIP) or vips, not both")
+            if not self.vips:
+                raise KeyError_(("vips",), "list at least one VIP group")
+            for i, node in enumerate(self.nodes):
+                if node.state is not None:
+                    raise KeyError_(("nodes", i, "state"), "with vips, set vips[].preferred instead")
+        elif self.vip is None or self.virtual_router_id is None:
+            missing = "vip" if self.vip is None else "virtualRouterId"
+            raise KeyError_((missing,), "required (or list VIP groups under vips)")
+        prefix = ("vips",) if self.vips is not None else ()
+        unique(self.groups(), "name", lambda g: g.name, prefix=("vips",))
+        unique(self.groups(), "virtualRouterId", lambda g: g.virtual_router_id, prefix=("vips",))
+        names = {n.name for n in self.nodes}
+        node_ips = {n.address.ip for n in self.nodes} | {n.address6.ip for n in self.nodes if n.address6}
+        seen: dict[object, str] = {}
+        for i, group in enumerate(self.groups()):
+            at = (*prefix, i) if prefix else ()
+            if group.preferred is not None and group.preferred not in names:
+                raise KeyError_((*at, "preferred"), f"no node named {group.preferred!r} "
+                                f"(nodes: {', '.join(n.name for n in self.nodes)})")
+            for j, address in enumerate(group.addresses):
+                where = (*at, "addresses", j) if prefix else ("vip",)
+                self._check_vip(where, address, node_ips)
+                if address.ip in seen:
+                    raise KeyError_(where, f"{address.ip} is also in {seen[address.ip]}")
+                seen[address.ip] = f"group {group.name}"
+            if self.gateway in {a.ip for a in group.addresses}:
+                raise KeyError_(("gateway",), f"{self.gateway} is also a VIP")
+
+    def _check_vip(self, where: tuple, address: Interface, node_ips: set) -> None:
+        if address.version == 4:
+            network = self.nodes[0].address.network
+            if address.ip in (network.network_address, network.broadcast_address):
+                raise KeyError_(where, f"{address.ip} is not a host address of {network}")
+        else:
+            if any(n.address6 is None for n in self.nodes):
+                raise KeyError_(where, f"{address} is IPv6: every node needs address6 on that segment")
+            network = self.nodes[0].address6.network  # type: ignore[union-attr]
+        if address.network != network:
+            raise KeyError_(where, f"{address} is not in the nodes' subnet {network}")
+        if address.ip in node_ips:
+            raise KeyError_(where, f"{address.ip} is also a node address")
+
+    def groups(self) -> list[VipGroupSpec]:
+        """The VIP groups; the single-VIP form is one group named `vip`."""
+        if self.vips is not None:
+            return self.vips
+        return [VipGroupSpec(name="vip", virtual_router_id=self.virtual_router_id,  # type: ignore[arg-type]
+                             addresses=[self.vip])]  # type: ignore[list-item]
+
+    def priorities(self) -> list[int]:
+        """Each node's base priority: as configured, or spread evenly from 200 down."""
+        if self.nodes[0].priority is not None:
+            return [n.priority for n in self.nodes]  # type: ignore[misc]
+        step = min(50, 190 // (len(self.nodes) - 1))
+        return [200 - i * step for i in range(len(self.nodes))]

@@ -1,0 +1,93 @@
+"""Which VRRP instances each node runs: pure, decided here, printed by keepalived.conf.j2.
+
+Every VIP group becomes one instance per address family (keepalived's maintainer recommends
+one VRRPv3 instance per family), joined in a sync group so both families move together. Each
+group's preferred node holds it; the others follow in node order. The single-VIP form keeps
+its instance name (`haproxy_vip`) and the configured priorities, so its file is unchanged.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .clusterspec import ClusterSpec, VipGroupSpec
+
+LEGACY_INSTANCE = "haproxy_vip"
+
+
+@dataclass(frozen=True)
+class Instance:
+    """One VRRP instance on one node: a group's addresses of one address family."""
+
+    name: str
+    family: int
+    virtual_router_id: int
+    addresses: tuple[str, ...]  # with prefix length, as keepalived takes them
+    priority: int
+    state: str
+    unicast_src: str | None
+    peers: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class GroupOnNode:
+    name: str
+    instances: tuple[Instance, ...]
+
+    @property
+    def synced(self) -> bool:
+        """Two families: a sync group makes them fail over together."""
+        return len(self.instances) > 1
+
+
+def failover_order(cluster: ClusterSpec, index: int, group: VipGroupSpec) -> list[str]:
+    """Node names in the order they take the group: the preferred node (default: groups spread
+    over the nodes in order), then the others in node order."""
+    names = [n.name for n in cluster.nodes]
+    if cluster.vips is None:
+        return names
+    first = group.preferred or names[index % len(names)]
+    return [first, *(n for n in names if n != first)]
+
+
+def _states(cluster: ClusterSpec, order: list[str]) -> dict[str, str]:
+    if cluster.vips is None:  # the single-VIP form may force one node's state
+        forced = next((n.name for n in cluster.nodes if n.state == "MASTER"), None)
+        master = (forced or order[0]) if cluster.preempt else None
+        return {n.name: n.state or ("MASTER" if n.name == master else "BACKUP") for n in cluster.nodes}
+    return {name: "MASTER" if cluster.preempt and i == 0 else "BACKUP" for i, name in enumerate(order)}
+
+
+def node_groups(cluster: ClusterSpec) -> dict[str, tuple[GroupOnNode, ...]]:
+    """node name -> the groups it runs, each with its instances (in config order)."""
+    base = sorted(cluster.priorities(), reverse=True)
+    own = {n.name: {4: str(n.address.ip), 6: str(n.address6.ip) if n.address6 else None} for n in cluster.nodes}
+    out: dict[str, list[GroupOnNode]] = {n.name: [] for n in cluster.nodes}
+    for index, group in enumerate(cluster.groups()):
+        order = failover_order(cluster, index, group)
+        priority = dict(zip(order, base, strict=True))
+        states = _states(cluster, order)
+        for node in cluster.nodes:
+            instances = []
+            for family in (4, 6):
+                addresses = tuple(str(a) for a in group.addresses if a.version == family)
+                if not addresses:
+                    continue
+                if cluster.vips is None:
+                    name = LEGACY_INSTANCE
+                else:
+                    name = f"{group.name}_v{family}"
+                peers = tuple(own[o][family] for o in own if o != node.name) if cluster.unicast else ()
+                instances.append(Instance(
+                    name=name, family=family, virtual_router_id=group.virtual_router_id, addresses=addresses,
+                    priority=priority[node.name], state=states[node.name],
+                    unicast_src=own[node.name][family] if cluster.unicast else None,
+                    peers=tuple(p for p in peers if p),
+                ))
+            out[node.name].append(GroupOnNode(group.name, tuple(instances)))
+    return {name: tuple(groups) for name, groups in out.items()}
+
+
+def preferred_holders(cluster: ClusterSpec) -> dict[str, str]:
+    """group name -> the node that holds it while every node is healthy."""
+    return {g.name: failover_order(cluster, i, g)[0] for i, g in enumerate(cluster.groups())}

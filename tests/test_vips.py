@@ -1,0 +1,163 @@
+"""Several VIP groups: each group's addresses move together (one instance per family in a sync
+group), groups spread over the nodes, IPv6 on every frontend, and the checks that name the key."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pytest
+import yaml
+
+from components.errors import ConfigError
+from components.model import build_cluster
+from components.render import render_node
+from components.schema import load_stack
+from components.vridcheck import check_vrids, other_stacks
+from tests.conftest import stack_config, tls_secrets
+from tests.program_support import run
+
+STATS_PW = "correct horse battery"
+C = "haproxy-ha:cluster"
+
+
+def aa() -> dict:
+    return stack_config("lab-aa")
+
+
+def cluster(cfg: dict, stack: str = "lab-aa"):
+    return build_cluster(stack, cfg, tls_secrets(cfg, STATS_PW))
+
+
+def keepalived(cfg: dict, node: int) -> str:
+    c = cluster(cfg)
+    return {f.name: f.text for f in render_node(c, c.nodes[node])}["keepalived.conf"]
+
+
+def test_each_group_is_held_by_its_own_node_and_the_others_follow_in_node_order():
+    c = cluster(aa())
+    assert c.holders == {"web-a": "k3s-lb-01", "web-b": "k3s-lb-02", "web-c": "k3s-lb-03"}
+    prios = {n.name: {g.name: g.instances[0].priority for g in n.groups} for n in c.nodes}
+    # web-c: k3s-lb-03 first, then k3s-lb-01, then k3s-lb-02 (node order).
+    assert prios["k3s-lb-02"] == {"web-a": 150, "web-b": 200, "web-c": 100}
+    assert prios["k3s-lb-01"] == {"web-a": 200, "web-b": 150, "web-c": 150}
+    assert prios["k3s-lb-03"] == {"web-a": 100, "web-b": 100, "web-c": 200}
+
+
+def test_both_families_of_a_group_move_together():
+    text = keepalived(aa(), 1)
+    assert "vrrp_sync_group web-b {\n    group {\n        web-b_v4\n        web-b_v6\n    }\n}" in text
+    v6 = text[text.index("vrrp_instance web-b_v6 {"):]
+    assert "virtual_router_id 62" in v6 and "2001:db8:0:1::101/64 dev eth0" in v6 and "state MASTER" in v6
+    for name in ("web-a_v4", "web-a_v6", "web-b_v4", "web-c_v6"):
+        assert f"vrrp_instance {name} {{" in text
+
+
+def test_preferred_moves_a_group_to_that_node():
+    cfg = aa()
+    cfg[C]["vips"][2]["preferred"] = "k3s-lb-01"
+    assert cluster(cfg).holders["web-c"] == "k3s-lb-01"
+
+
+def test_the_single_vip_form_keeps_its_file():
+    prod = cluster(stack_config("prod"), "prod")
+    text = {f.name: f.text for f in render_node(prod, prod.nodes[0])}["keepalived.conf"]
+    assert "vrrp_instance haproxy_vip {" in text and "vrrp_sync_group" not in text
+    assert "priority 200" in text
+
+
+def test_every_frontend_and_the_stats_page_listen_on_ipv6_too():
+    c = cluster(aa())
+    text = {f.name: f.text for f in render_node(c, c.nodes[0])}["haproxy.cfg"]
+    for port in (8404, 80, 7000):
+        assert f"    bind *:{port}\n    bind [::]:{port} v6only\n" in text
+    prod = cluster(stack_config("prod"), "prod")
+    assert "[::]" not in {f.name: f.text for f in render_node(prod, prod.nodes[0])}["haproxy.cfg"]
+
+
+@pytest.mark.parametrize(
+    ("change", "key", "reason"),
+    [
+        (lambda c: c["vips"][1].update(virtualRouterId=61), "vips[1].virtualRouterId", "duplicates vips[0]"),
+        (lambda c: c["vips"][0]["addresses"].__setitem__(1, "2001:db8:0:2::100/64"), "vips[0].addresses[1]",
+         "not in the nodes' subnet"),
+        (lambda c: c["vips"][0]["addresses"].__setitem__(0, "198.51.100.12/24"), "vips[0].addresses[0]",
+         "also a node address"),
+        (lambda c: c["vips"][1]["addresses"].__setitem__(0, "198.51.100.100/24"), "vips[1].addresses[0]",
+         "also in group web-a"),
+        (lambda c: c["vips"][0].update(preferred="nope"), "vips[0].preferred", "no node named 'nope'"),
+        (lambda c: (c.update(unicast=True), c["nodes"][2].pop("address6")), "nodes[2].address6",
+         "unicast VRRP over IPv6"),
+        (lambda c: c["nodes"][2].pop("address6"), "vips[0].addresses[1]", "every node needs address6"),
+        (lambda c: c.update(vip="198.51.100.99/24"), "vip", "either vip + virtualRouterId"),
+        (lambda c: c.pop("vips"), "vip", "required"),
+    ],
+)
+def test_bad_groups_name_the_key(change, key, reason):
+    cfg = aa()
+    change(cfg[C])
+    with pytest.raises(ConfigError) as err:
+        load_stack(cfg)
+    assert err.value.key == f"{C}.{key}"
+    assert reason in err.value.reason
+
+
+def _project(tmp_path: Path, stacks: dict[str, dict]) -> Path:
+    for name, config in stacks.items():
+        (tmp_path / f"Pulumi.{name}.yaml").write_text(yaml.safe_dump({"config": config}))
+    return tmp_path
+
+
+def test_a_vrid_another_stack_uses_on_an_overlapping_subnet_is_an_error(tmp_path):
+    prod = stack_config("prod")
+    staging = copy.deepcopy(prod)
+    staging[C]["vip"] = "172.18.10.200/24"
+    project = _project(tmp_path, {"prod": prod, "staging": staging})
+    with pytest.raises(ConfigError) as err:
+        check_vrids(load_stack(staging), other_stacks(project, "staging"))
+    assert err.value.key == f"{C}.virtualRouterId"
+    assert "51 is also used by stack prod (Pulumi.prod.yaml) on 172.18.10.0/24" in err.value.reason
+    # Another VRID, or another segment, is fine.
+    staging[C]["virtualRouterId"] = 52
+    check_vrids(load_stack(staging), other_stacks(_project(tmp_path, {"staging": staging}), "staging"))
+    elsewhere = copy.deepcopy(prod)
+    elsewhere[C].update(vip="172.18.20.100/24", gateway="172.18.20.1")
+    for i, node in enumerate(elsewhere[C]["nodes"]):
+        node["address"] = f"172.18.20.{11 + i}/24"
+    check_vrids(load_stack(elsewhere), other_stacks(project, "elsewhere"))
+
+
+def test_lab_stacks_never_share_a_segment(tmp_path):
+    """Each lab stack gets its own bridge: the same VRID and subnet in two lab stacks is fine."""
+    lab = stack_config("lab")
+    lab["haproxy-ha:sshPublicKey"] = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBB lab@test"
+    check_vrids(load_stack(lab), other_stacks(_project(tmp_path, {"lab": lab, "copy": lab}), "copy"))
+
+
+def test_the_shipped_stacks_do_not_conflict():
+    from components.stackfile import PROJECT_DIR, list_stacks, read_stack
+
+    for stack in list_stacks():
+        check_vrids(load_stack(read_stack(stack).config), other_stacks(PROJECT_DIR, stack))
+
+
+def test_vms_get_their_ipv6_address_through_cloud_init():
+    cfg = stack_config("prod")
+    cfg[C]["gateway6"] = "2001:db8:10::1"
+    for i, node in enumerate(cfg[C]["nodes"]):
+        node["address6"] = f"2001:db8:10::{11 + i}/64"
+    declared = run(cfg)
+    vm = next(r for r in declared.by_type("proxmoxve:index/vmLegacy:VmLegacy") if r.inputs["name"] == "k3s-lb-02")
+    assert vm.inputs["initialization"]["ipConfigs"][0]["ipv6"] == {"address": "2001:db8:10::12/64",
+                                                                  "gateway": "2001:db8:10::1"}
+    assert declared.outputs["vips"] == {"vip": ["172.18.10.100"]}
+    assert declared.outputs["vipHolders"] == {"vip": "k3s-lb-01"}
+
+
+def test_a_vrrp_password_cannot_protect_ipv6_vips():
+    """VRRP for IPv6 exists only as version 3, which has no authentication (Debian 13's
+    keepalived says so; 2.2 silently ignores it)."""
+    cfg = aa()
+    with pytest.raises(ConfigError) as err:
+        build_cluster("lab-aa", cfg, tls_secrets(cfg, STATS_PW, "k33pal1v"))
+    assert err.value.key == "haproxy-ha:vrrpPassword" and "no IPv6" in err.value.reason
