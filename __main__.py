@@ -16,6 +16,8 @@ pulumi.export("vip", cluster.vip)
 pulumi.export("vipHolder", settings.cluster.vip_holder.name)
 pulumi.export("vips", cluster.vips)  # group -> addresses
 pulumi.export("vipHolders", cluster.holders)  # group -> the node holding it while all are healthy
+pulumi.export("vrrpStates", cluster.live)  # node -> instance -> MASTER/BACKUP/FAULT, as last read
+pulumi.export("drift", cluster.drift)  # node -> what differed from the desired state at the last read
 pulumi.export("statsUrl", cluster.stats_url)
 pulumi.export("nodes", cluster.node_addresses)
 pulumi.export("configHashes", cluster.config_hashes)

@@ -26,7 +26,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from lab import probe, tlsca  # noqa: E402
+from lab import probe, refresh, tlsca  # noqa: E402
 from lab.runner import Lab  # noqa: E402
 from tests.conftest import stack_config  # noqa: E402
 
@@ -118,6 +118,14 @@ def certificate_rotation(lab: Lab) -> tuple[int, int, float]:
     return result["failed"], result["total"], seconds
 
 
+def refresh_seconds(lab: Lab) -> float:
+    """Reading every node's live state (what `refresh: always` adds to a preview or an up)."""
+    state = lab.load_state()
+    started = time.monotonic()
+    refresh.refresh(lab.ns("cl"), str(ROOT), state)
+    return time.monotonic() - started
+
+
 def watcher_cost(lab: Lab) -> str:
     """CPU and memory haproxy-watch has used on the holder since it started (a 1-core node's share)."""
     (pid,) = probe.main_pids(lab.ns(SLOTS["k3s-lb-01"]), "haproxy-watch")
@@ -186,7 +194,7 @@ def main() -> None:
         base["haproxy-ha:cluster"]["advertInt"] = args.advert_int
     grown = copy.deepcopy(base)
     grown["haproxy-ha:haproxy"]["backends"][1]["servers"].append({"name": "app3", "address": "192.0.2.23:8080"})
-    wanted = set(args.only or ["haproxy", "worker", "node", "reloads", "cpu", "tls", "rollout", "empty"])
+    wanted = set(args.only or ["haproxy", "worker", "node", "reloads", "cpu", "refresh", "tls", "rollout", "empty"])
 
     print(f"machine: {platform.node()}, {os.cpu_count()} cores, {platform.platform()}, "
           f"{subprocess.run(['haproxy', '-v'], capture_output=True, text=True).stdout.splitlines()[0]}")
@@ -216,6 +224,9 @@ def main() -> None:
                   f"failed requests {sum(f for _, f in runs)}", flush=True)
         if wanted & {"haproxy", "worker", "reloads", "cpu"}:  # its cost over those failovers
             print(watcher_cost(lab), flush=True)
+        if "refresh" in wanted:
+            print(summary("refresh: reading 3 nodes' live state (one SSH round trip each)",
+                          [refresh_seconds(lab) for _ in range(args.trials)]), flush=True)
         if "tls" in wanted:
             print(summary("TLS full handshakes per second (one client thread, ECDSA P-256)",
                           [tls_handshakes(lab, resume=False) for _ in range(args.trials)], "/s"), flush=True)

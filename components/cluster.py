@@ -67,6 +67,7 @@ class HaCluster(pulumi.ComponentResource):
                     backends_ready=backends_ready,
                     ticket_keys=keys,
                     ticket_seed=seed,
+                    state_after=previous.state if previous else None,
                 ),
                 pulumi.ResourceOptions(parent=self),
             )
@@ -79,6 +80,9 @@ class HaCluster(pulumi.ComponentResource):
         self.node_addresses = {n.name: str(n.address.ip) for n in cluster.nodes}
         self.config_hashes = {n: h.config_hash for n, h in sorted(self.nodes.items())}
         self.holders = cluster.holders
+        # What each node reported at the last refresh: VRRP state per instance, drift.
+        self.live = {n: h.state.vrrp for n, h in sorted(self.nodes.items())}
+        self.drift = {n: h.state.drift for n, h in sorted(self.nodes.items())}
         self.rollout = [n.name for n in cluster.rollout_order]
         self.register_outputs(
             {

@@ -9,7 +9,9 @@ from pulumi_command import remote
 
 from .machines import Machine
 from .model import Cluster, Node, content_hash
-from .render import render_node, render_scripts, service_applies, stage_command, ticket_keys_file
+from .nodestate import sha256, sshd_block_hash
+from .nodestate_provider import NodeState
+from .render import PATHS, SSHD_BLOCK, render_node, render_scripts, service_applies, stage_command, ticket_keys_file
 
 SECRET_OUTPUTS = ["stdout", "stderr"]
 
@@ -30,6 +32,8 @@ class HaNodeArgs:
     # their seed (a new seed means new keys everywhere).
     ticket_keys: pulumi.Output[str] | None = None
     ticket_seed: pulumi.Resource | None = None
+    # The previous node's NodeState: drift is restored in rolling order too.
+    state_after: pulumi.Resource | None = None
 
 
 class HaNode(pulumi.ComponentResource):
@@ -113,4 +117,44 @@ class HaNode(pulumi.ComponentResource):
                 )
             )
         self.applies = tuple(applies)
+
+        # What is really on the node, read on every refresh; `up` restores what drifted.
+        self.state = NodeState(
+            f"{name}-state",
+            node_state_props(cluster, node, files, stdin_of, scripts, machine, args.private_key),
+            pulumi.ResourceOptions(
+                parent=self,
+                depends_on=[*applies, *([args.state_after] if args.state_after else [])],
+                additional_secret_outputs=["privateKey", "texts"],
+            ),
+        )
         self.register_outputs({"address": machine.address, "configHash": self.config_hash})
+
+
+def node_state_props(cluster: Cluster, node: Node, files: tuple, stdin_of: dict, scripts: dict[str, str],
+                     machine: Machine, private_key: pulumi.Input[str]) -> dict:
+    """The NodeState inputs: where the node is, what must be there (paths and hashes), and what
+    restores it (the files, secret, and the apply scripts)."""
+    services = service_applies(cluster)
+    hashes = {f.name: (pulumi.Output.from_input(stdin_of[f.name]).apply(sha256) if f.name == "tls-ticket-keys"
+                       else sha256(f.text)) for f in files}
+    steps = [{"name": "bootstrap", "service": "sshd_config", "files": []}] + [
+        {"name": f"apply-{svc.name}", "service": svc.name, "files": [a.name for a in svc.files]} for svc in services
+    ]
+    return {
+        "host": machine.address,
+        "port": machine.port,
+        "privateKey": pulumi.Output.secret(private_key),
+        "interface": cluster.spec.cluster.interface,
+        "stateDir": PATHS.state_dir,
+        "stageDir": PATHS.stage_dir,
+        "files": {f.name: [f.path, hashes[f.name]] for f in files},
+        "texts": pulumi.Output.secret({f.name: stdin_of[f.name] for f in files}),
+        "services": [{"name": svc.name, "pidfile": svc.pidfile, "comm": svc.comm,
+                      "files": [a.name for a in svc.files], "worker": svc.new_worker or svc.name == "keepalived"}
+                     for svc in services],
+        "sshdBlock": sshd_block_hash(SSHD_BLOCK),
+        "steps": steps,
+        "scripts": {"bootstrap": scripts["bootstrap.sh"],
+                    **{f"apply-{svc.name}": scripts[f"apply-{svc.name}.sh"] for svc in services}},
+    }

@@ -54,6 +54,14 @@ class Paths:
 PATHS = Paths()
 
 
+# sshd takes the first value it reads: bootstrap puts this block first in sshd_config.
+SSHD_BLOCK = """# BEGIN haproxy-ha
+PermitRootLogin prohibit-password
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+# END haproxy-ha"""
+
+
 @dataclass(frozen=True)
 class RenderedFile:
     """One file for one node: where it goes, its mode, its text, whether it holds a secret."""
@@ -275,7 +283,7 @@ def render_scripts(
     base = {"node": node, "paths": paths}
     scripts = {
         "bootstrap.sh": env.get_template("scripts/bootstrap.sh.j2").render(
-            base, dns=[str(s) for s in cluster.spec.cluster.dns]
+            base, dns=[str(s) for s in cluster.spec.cluster.dns], sshd_block=SSHD_BLOCK
         ),
         "install.sh": env.get_template("scripts/install.sh.j2").render(
             base,

@@ -40,12 +40,15 @@ class Declared:
     ignore_changes: tuple[str, ...]
     provider: str
     delete_before_replace: bool = False
+    # What a dynamic resource's provider last returned (the lab keeps it as Pulumi's state would).
+    outputs: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         return {
             "urn": self.urn, "type": self.type, "name": self.name, "parent": self.parent,
             "inputs": self.inputs, "secret_inputs": sorted(self.secret_inputs),
             "dependencies": list(self.dependencies), "delete_before_replace": self.delete_before_replace,
+            "outputs": self.outputs,
         }
 
     @staticmethod
@@ -54,7 +57,7 @@ class Declared:
             urn=data["urn"], type=data["type"], name=data["name"], parent=data["parent"],
             inputs=data["inputs"], secret_inputs=frozenset(data["secret_inputs"]),
             dependencies=tuple(data["dependencies"]), additional_secret_outputs=(), ignore_changes=(),
-            provider="", delete_before_replace=data["delete_before_replace"],
+            provider="", delete_before_replace=data["delete_before_replace"], outputs=data.get("outputs", {}),
         )
 
 

@@ -31,7 +31,7 @@ from components.render import redact
 from components.stackfile import read_stack
 from components.tls import names_in_config
 
-from . import labctl, tlsca
+from . import labctl, refresh, tlsca
 from .plan import Step, _dependency_order, plan
 from .program import Declaration, Declared, declare
 
@@ -137,7 +137,11 @@ class Lab:
                 diff: bool = False) -> tuple[Declaration, list[Step]]:
         new = declare(self.stack, self.config(config), SECRET_KEYS, random_seed=self._random_seed())
         old = self.load_state()
-        steps = plan(old, new)
+        # `refresh: always`: read what is really on every node first, and keep what was read.
+        refresh.refresh(self.ns("cl"), PROJECT_DIR, old)
+        if old is not None:
+            self._save_state({r.urn: r for r in old.resources}, [r.urn for r in old.resources], old.outputs)
+        steps = refresh.with_drift(plan(old, new), old)
         steps = [Step("replace", s.resource, s.changed) if s.op == "same" and any(p in s.resource.name for p in replace)
                  else s for s in steps]
         self._print_plan(old, steps, diff)
@@ -154,6 +158,8 @@ class Lab:
             kind = step.resource.type.split(":", 1)[1]
             changed = f" [{', '.join(step.changed)}]" if step.changed else ""
             self.log(f"  {SYMBOL[step.op]} {kind:<16} {step.resource.name}{changed}")
+            for item in refresh.drift_lines(step, old) if "drift" in step.changed else ():
+                self.log(f"      drift: {item}")
             if diff and step.op in ("update", "replace") and step.resource.urn in before:
                 self._print_diff(before[step.resource.urn], step.resource, step.changed)
         summary = ", ".join(f"{n} to {op}" for op, n in sorted(counts.items()) if op != "same")
@@ -241,6 +247,15 @@ class Lab:
 
     def _execute(self, step: Step) -> None:
         res = step.resource
+        if res.type == refresh.DYNAMIC:
+            self.log(f"  {'reading' if step.op == 'create' else 'restoring'} {res.name}")
+            old = next((r for r in (self.load_state() or Declaration()).resources if r.urn == res.urn), None)
+            try:
+                res.outputs = refresh.call(self.ns("cl"), PROJECT_DIR, "create" if step.op == "create" else "update",
+                                           res, old)
+            except refresh.ProviderError as exc:
+                raise LabError(scrub(str(exc))) from None
+            return
         command = res.inputs.get("create")
         if step.op == "update" and res.inputs.get("update"):
             command = res.inputs["update"]

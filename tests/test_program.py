@@ -128,6 +128,8 @@ def test_a_backend_change_touches_only_haproxy_files_and_applies(prod_run):
     assert diff == {
         **{f"haproxy-ha-{n}-file-haproxy-cfg": "update" for n in nodes},
         **{f"haproxy-ha-{n}-apply-haproxy": "update" for n in nodes},
+        # What each node must hold changed: its NodeState reads it anew (nothing to restore).
+        **{f"haproxy-ha-{n}-state": "update" for n in nodes},
     }
 
 
@@ -138,6 +140,7 @@ def test_a_priority_change_touches_only_that_nodes_keepalived_steps(prod_run):
     assert diff == {
         "haproxy-ha-k3s-lb-02-file-keepalived-conf": "update",
         "haproxy-ha-k3s-lb-02-apply-keepalived": "update",
+        "haproxy-ha-k3s-lb-02-state": "update",
     }
 
 

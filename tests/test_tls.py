@@ -21,7 +21,11 @@ from tests.conftest import stack_config, tls_bundle, tls_secrets
 from tests.program_support import run
 
 STATS_PW = "correct horse battery"
-NOW = dt.datetime.now(dt.UTC)
+
+
+def now() -> dt.datetime:
+    """Now, when the test runs (a module-level constant goes stale in a long session)."""
+    return dt.datetime.now(dt.UTC)
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +45,7 @@ def lab_cfg() -> dict:
 
 
 def test_a_bundle_is_summarised_by_subject_sans_serial_and_expiry(ca):
-    cert = load_certificate("www", issue(*ca, ["www.haproxy-ha.test", "192.0.2.100"]), NOW)
+    cert = load_certificate("www", issue(*ca, ["www.haproxy-ha.test", "192.0.2.100"]), now())
     assert cert.subject == "CN=www.haproxy-ha.test"
     assert cert.sans == ("www.haproxy-ha.test", "192.0.2.100")
     assert f"serial: {cert.serial}" in cert.summary and "notAfter: " in cert.summary
@@ -51,7 +55,7 @@ def test_a_bundle_is_summarised_by_subject_sans_serial_and_expiry(ca):
 
 def _error(name: str, bundle: str) -> ConfigError:
     with pytest.raises(ConfigError) as err:
-        load_certificate(name, bundle, NOW)
+        load_certificate(name, bundle, now())
     assert err.value.key == f"haproxy-ha:tlsCertificates.{name}"
     for line in bundle.splitlines():  # no line of key or certificate material
         assert line.startswith("-----") or line not in str(err.value)
@@ -74,7 +78,7 @@ def test_the_keys_certificate_must_come_first_and_the_chain_in_order(ca):
 
 @pytest.mark.parametrize(("start_days_ago", "days", "reason"), [(100, 90, "expired on"), (-10, 90, "not valid before")])
 def test_a_certificate_outside_its_validity_is_an_error(ca, start_days_ago, days, reason):
-    bundle = issue(*ca, ["old.test"], days=days, not_before=NOW - dt.timedelta(days=start_days_ago))
+    bundle = issue(*ca, ["old.test"], days=days, not_before=now() - dt.timedelta(days=start_days_ago))
     assert reason in _error("old", bundle).reason
 
 
@@ -162,6 +166,8 @@ def test_the_program_delivers_bundles_as_secrets_and_previews_only_their_identit
     assert "stdin" in keys.secret_inputs and len(keys.inputs["stdin"].splitlines()) == 3
     assert "generation 1" in keys.inputs["create"]
     assert len(declared.by_type("random:index/randomBytes:RandomBytes")) == 1
+    state = declared.by_name("haproxy-ha-k3s-lb-01-state")
+    assert {"texts", "privateKey"} <= state.secret_inputs, "the node state keeps its files and key secret"
     for res in declared.by_type("command:remote:Command"):
         assert "PRIVATE KEY" not in res.inputs["create"], res.name
         assert keys.inputs["stdin"].splitlines()[0] not in res.inputs["create"], res.name
@@ -176,7 +182,8 @@ def test_a_rotated_certificate_previews_its_new_serial_and_rolls_only_haproxy(ca
     after = run(rotated, stack="lab")
     changed = {s.resource.name for s in plan(before, after) if s.op != "same"}
     nodes = ("k3s-lb-01", "k3s-lb-02", "k3s-lb-03")
-    assert changed == {f"haproxy-ha-{n}-{step}" for n in nodes for step in ("file-tls-www-pem", "apply-haproxy")}
+    steps = ("file-tls-www-pem", "apply-haproxy", "state")
+    assert changed == {f"haproxy-ha-{n}-{step}" for n in nodes for step in steps}
     old, new = (d.by_name("haproxy-ha-k3s-lb-02-file-tls-www-pem").inputs["create"] for d in (before, after))
     serial = f"{x509.load_pem_x509_certificate(rotated['haproxy-ha:tlsCertificates']['www'].encode()).serial_number:x}"
     assert f"serial: {serial}" in new and f"serial: {serial}" not in old

@@ -1,0 +1,148 @@
+"""NodeState: a dynamic Pulumi resource per node whose `read` reports what is really on the node
+(one SSH round trip, read only) and whose `update` restores what drifted with the node's own
+safe-apply scripts. With `refresh: always` (Pulumi.yaml) every preview shows drift as a diff of
+`drift`, and every `up` restores it, node by node in rolling order.
+
+The lab calls this same code (lab/nodestate_exec.py), inside its client namespace.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from typing import Any
+
+import pulumi
+from pulumi.dynamic import CreateResult, DiffResult, ReadResult, ResourceProvider, UpdateResult
+
+from .nodestate import Desired, Live, ServiceWant, drift, parse_probe, probe_script
+
+
+def _desired(props: dict[str, Any]) -> Desired:
+    return Desired(
+        files={k: (v[0], v[1]) for k, v in props["files"].items()},
+        services=tuple(ServiceWant(s["name"], s["pidfile"], s["comm"], tuple(s["files"]), s["worker"])
+                       for s in props["services"]),
+        sshd_block=props["sshdBlock"],
+    )
+
+
+def _connect(props: dict[str, Any]):
+    import paramiko  # imported here: the program itself never needs it
+
+    key_text = props["privateKey"]
+    key = None
+    for kind in (paramiko.Ed25519Key, paramiko.ECDSAKey, paramiko.RSAKey):
+        try:
+            key = kind.from_private_key(io.StringIO(key_text))
+            break
+        except (paramiko.SSHException, ValueError):
+            continue
+    client = paramiko.SSHClient()
+    # As pulumi-command without host_key: the program created these hosts itself.
+    client.set_missing_host_key_policy(paramiko.AutoAddPolicy())
+    client.connect(props["host"], port=int(props.get("port", 22)), username="root", pkey=key,
+                   timeout=10, banner_timeout=10, auth_timeout=10, allow_agent=False, look_for_keys=False)
+    return client
+
+
+def run(client, command: str, stdin: str = "", timeout: float = 300) -> tuple[int, str, str]:
+    chan_in, chan_out, chan_err = client.exec_command(command, timeout=timeout)
+    chan_in.write(stdin)
+    chan_in.channel.shutdown_write()
+    out, err = chan_out.read().decode(), chan_err.read().decode()
+    return chan_out.channel.recv_exit_status(), out, err
+
+
+def read_live(props: dict[str, Any]) -> Live:
+    """One SSH round trip: the probe script on stdin, its facts on stdout."""
+    try:
+        client = _connect(props)
+    except Exception as exc:  # noqa: BLE001 - any failure to reach the node is "unreachable"
+        return Live(reachable=False, error=f"{type(exc).__name__}: {exc}"[:200])
+    try:
+        script = probe_script(_desired(props), props["stateDir"], props["interface"])
+        code, out, err = run(client, "sh -s", script, timeout=60)
+    finally:
+        client.close()
+    if code != 0:
+        return Live(reachable=False, error=f"probe exit status {code}: {err.strip()[:200]}")
+    return parse_probe(out)
+
+
+def outputs(props: dict[str, Any], live: Live) -> dict[str, Any]:
+    """The resource's state: the desired inputs plus what was read (no file content, no key)."""
+    return {
+        **props,
+        "reachable": live.reachable,
+        "drift": drift(_desired(props), live),
+        "vrrp": dict(sorted(live.vrrp.items())),
+        "addresses": sorted(live.addresses),
+    }
+
+
+def restore(props: dict[str, Any]) -> list[str]:
+    """Upload every managed file to the staging folder and run the apply steps of what drifted
+    (the same scripts as the first rollout: validate, swap, reload, health gate, rollback)."""
+    desired = _desired(props)
+    before = drift(desired, read_live(props))
+    if not before:
+        return []
+    if before[0].startswith("node unreachable"):
+        raise RuntimeError(f"{props['host']}: {before[0]}")
+    client = _connect(props)
+    try:
+        for name, text in sorted(props["texts"].items()):
+            code, _, err = run(client, f'set -eu; umask 077; mkdir -p {props["stageDir"]}; '
+                                       f'cat > "{props["stageDir"]}/{name}.tmp"; '
+                                       f'mv -f "{props["stageDir"]}/{name}.tmp" "{props["stageDir"]}/{name}"', text)
+            if code:
+                raise RuntimeError(f"{props['host']}: staging {name} failed: {err.strip()[-500:]}")
+        for step in (s for s in props["steps"] if _touches(s, before)):
+            # `force`: swap and reload even where the files match (a daemon on older files).
+            code, out, err = run(client, "sh -s -- force", props["scripts"][step["name"]])
+            if code:
+                detail = (err or out).strip()[-1500:]
+                raise RuntimeError(f"{props['host']}: {step['name']} failed (rolled back): {detail}")
+    finally:
+        client.close()
+    return before
+
+
+def _touches(step: dict[str, Any], drifted: list[str]) -> bool:
+    """A step runs when one of its files or its service drifted."""
+    subjects = {item.split(":", 1)[0] for item in drifted}
+    return bool(subjects & {*step["files"], step["service"]})
+
+
+class NodeStateProvider(ResourceProvider):
+    def create(self, props: dict[str, Any]) -> CreateResult:
+        return CreateResult(id_=f"{props['host']}", outs=outputs(props, read_live(props)))
+
+    def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
+        return ReadResult(id_=id_, outs=outputs(props, read_live(props)))
+
+    def diff(self, id_: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
+        drifted = bool(olds.get("drift"))
+        changed = [k for k in ("files", "services", "sshdBlock", "steps") if olds.get(k) != news.get(k)]
+        return DiffResult(changes=drifted or bool(changed), replaces=[], delete_before_replace=False,
+                          stables=["host"])
+
+    def update(self, id_: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
+        restore(news)
+        return UpdateResult(outs=outputs(news, read_live(news)))
+
+
+class NodeState(pulumi.dynamic.Resource):
+    """What is really on one node; drift shows in `drift`, `up` restores it."""
+
+    drift: pulumi.Output[list[str]]
+    vrrp: pulumi.Output[dict[str, str]]
+
+    def __init__(self, name: str, props: dict[str, Any], opts: pulumi.ResourceOptions | None = None):
+        super().__init__(NodeStateProvider(), name, {**props, "drift": None, "vrrp": None, "addresses": None,
+                                                     "reachable": None}, opts)
+
+
+def encode(props: dict[str, Any]) -> str:
+    return json.dumps(props, sort_keys=True)

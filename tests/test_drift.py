@@ -1,0 +1,100 @@
+"""Desired state on every update: `preview` reads every node first and shows what drifted, one
+`up` restores it through the safe apply, a second `up` touches nothing, and a node that is down
+is reported without touching the others."""
+
+from __future__ import annotations
+
+import subprocess
+
+from lab import probe
+from lab.refresh import DYNAMIC
+from tests.lab_support import SLOTS, holders, needs_lab, node_ns
+
+pytestmark = needs_lab
+
+DAEMONS = ("haproxy", "keepalived", "rsyslogd", "haproxy-watch")
+
+
+def pids(lab) -> dict[str, list[int]]:
+    """Every daemon process on every node (HAProxy's workers included): a reload changes them."""
+    return {n: sorted(p for p in probe.ns_pids(node_ns(lab, n)) if probe.comm(p) in DAEMONS) for n in SLOTS}
+
+
+def preview(lab) -> list[str]:
+    lines: list[str] = []
+    lab.log = lines.append
+    try:
+        lab.preview()
+    finally:
+        lab.log = lambda line: None
+    return lines
+
+
+def node_states(lab) -> dict[str, dict]:
+    return {r.name.rsplit("-state", 1)[0].removeprefix("haproxy-ha-"): r.outputs
+            for r in lab.load_state().resources if r.type == DYNAMIC}
+
+
+def test_a_matching_cluster_previews_no_change_and_reports_vrrp_states(lab):
+    before = pids(lab)
+    lines = preview(lab)
+    assert lines[-1].startswith("Resources: no changes"), lines
+    assert pids(lab) == before, "a read never changes a node"
+    states = node_states(lab)
+    assert states["k3s-lb-01"]["vrrp"] == {"haproxy_vip": "MASTER"}
+    assert states["k3s-lb-02"]["vrrp"] == states["k3s-lb-03"]["vrrp"] == {"haproxy_vip": "BACKUP"}
+    assert "192.0.2.100" in states["k3s-lb-01"]["addresses"]
+    assert all(s["drift"] == [] and s["reachable"] for s in states.values())
+
+
+def test_drift_is_shown_restored_by_one_up_and_a_second_up_touches_nothing(lab):
+    good = probe.node_exec(node_ns(lab, "k3s-lb-02"), "cat /etc/haproxy/haproxy.cfg").stdout
+    probe.node_exec(node_ns(lab, "k3s-lb-02"), "echo '# edited by hand' >> /etc/haproxy/haproxy.cfg")
+    probe.node_exec(node_ns(lab, "k3s-lb-02"), "rc-update del haproxy default")
+    probe.node_exec(node_ns(lab, "k3s-lb-03"), "rc-service keepalived stop")
+    probe.wait_for(lambda: not probe.main_pids(node_ns(lab, "k3s-lb-03"), "keepalived"), 10)
+    probe.node_exec(node_ns(lab, "k3s-lb-01"), "rm /etc/keepalived/check_haproxy.sh")
+
+    text = "\n".join(preview(lab))
+    for node, item in [
+        ("k3s-lb-02", "haproxy.cfg: edited on the node"),
+        ("k3s-lb-02", "haproxy: not enabled at boot"),
+        ("k3s-lb-03", "keepalived: not running"),
+        ("k3s-lb-01", "check_haproxy.sh: missing on the node"),
+    ]:
+        section = text.split(f"haproxy-ha-{node}-state", 1)
+        assert len(section) == 2 and f"drift: {item}" in section[1].split("dynamic:Resource")[0], f"{item}\n{text}"
+    assert "Resources: 3 to update" in text
+
+    outcome = lab.up()
+    assert sorted(outcome.executed) == [f"haproxy-ha-{n}-state" for n in ("k3s-lb-01", "k3s-lb-02", "k3s-lb-03")]
+    assert probe.node_exec(node_ns(lab, "k3s-lb-02"), "cat /etc/haproxy/haproxy.cfg").stdout == good
+    assert probe.node_exec(node_ns(lab, "k3s-lb-02"), "test -e /etc/runlevels/default/haproxy").returncode == 0
+    assert probe.main_pids(node_ns(lab, "k3s-lb-03"), "keepalived")
+    assert probe.node_exec(node_ns(lab, "k3s-lb-01"), "test -x /etc/keepalived/check_haproxy.sh").returncode == 0
+    probe.wait_for(lambda: holders(lab) == ["k3s-lb-01"], 15)
+
+    settled = pids(lab)
+    again = lab.up()
+    assert again.executed == [] and pids(lab) == settled, "a node that matches is not touched"
+
+
+def test_an_unreachable_node_is_reported_and_the_others_are_left_as_they_are(lab):
+    bridge, port = lab.ns("br"), SLOTS["k3s-lb-03"]
+    before = pids(lab)
+    subprocess.run(["ip", "-n", bridge, "link", "set", port, "down"], check=True)
+    try:
+        text = "\n".join(preview(lab))
+        assert "haproxy-ha-k3s-lb-03-state [drift]" in text and "drift: node unreachable" in text
+        assert "haproxy-ha-k3s-lb-02-state" not in text and "haproxy-ha-k3s-lb-01-state" not in text
+        try:
+            lab.up()
+            raise AssertionError("up must fail on the unreachable node")
+        except Exception as exc:  # noqa: BLE001 - the lab's error type, asserted by its message
+            assert "k3s-lb-03-state" in str(exc) and "unreachable" in str(exc)
+        assert {n: v for n, v in pids(lab).items() if n != "k3s-lb-03"} == \
+               {n: v for n, v in before.items() if n != "k3s-lb-03"}
+    finally:
+        subprocess.run(["ip", "-n", bridge, "link", "set", port, "up"], check=True)
+    probe.wait_for(lambda: holders(lab) == ["k3s-lb-01"], 15)
+    assert preview(lab)[-1].startswith("Resources: no changes")
