@@ -109,6 +109,8 @@ class ClusterSpec(Spec):
             if not any(self.gateway6 in net for net in nets6):
                 raise KeyError_(("gateway6",), f"{self.gateway6} is not in the nodes' IPv6 subnet "
                                 f"({', '.join(map(str, nets6)) or 'no node has address6'})")
+            if self.gateway6 in {n.address6.ip for n in self.nodes if n.address6}:
+                raise KeyError_(("gateway6",), f"{self.gateway6} is also a node address")
         for i, node in enumerate(self.nodes):
             if node.state == "MASTER" and not self.preempt:
                 raise KeyError_(("nodes", i, "state"), "MASTER cannot be combined with preempt: false; "
@@ -149,8 +151,9 @@ class ClusterSpec(Spec):
                 if address.ip in seen:
                     raise KeyError_(where, f"{address.ip} is also in {seen[address.ip]}")
                 seen[address.ip] = f"group {group.name}"
-            if self.gateway in {a.ip for a in group.addresses}:
-                raise KeyError_(("gateway",), f"{self.gateway} is also a VIP")
+            for key, gateway in (("gateway", self.gateway), ("gateway6", self.gateway6)):
+                if gateway is not None and gateway in {a.ip for a in group.addresses}:
+                    raise KeyError_((key,), f"{gateway} is also a VIP")
 
     def _check_vip(self, where: tuple, address: Interface, node_ips: set) -> None:
         if address.version == 4:
@@ -161,6 +164,9 @@ class ClusterSpec(Spec):
             if any(n.address6 is None for n in self.nodes):
                 raise KeyError_(where, f"{address} is IPv6: every node needs address6 on that segment")
             network = self.nodes[0].address6.network  # type: ignore[union-attr]
+            if address.ip == network.network_address or address.ip.is_link_local or address.ip.is_multicast:
+                raise KeyError_(where, f"{address.ip} cannot be a VIP (subnet-router anycast, link-local "
+                                "or multicast)")
         if address.network != network:
             raise KeyError_(where, f"{address} is not in the nodes' subnet {network}")
         if address.ip in node_ips:

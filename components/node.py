@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 from dataclasses import dataclass
 
 import pulumi
@@ -53,7 +55,16 @@ class HaNode(pulumi.ComponentResource):
             files += (keys,)
             stdin_of[keys.name] = args.ticket_keys
         scripts = render_scripts(cluster, node)
-        self.config_hash = content_hash(*(f.identity for f in files))
+
+        def identity(f) -> str:
+            """What marks a file's change in a plain command string or output. A secret file
+            without a preview (keepalived.conf with its VRRP password) is keyed with a secret,
+            so the plain hash cannot be used to test password guesses offline."""
+            if f.secret and f.preview is None:
+                return hmac.new(cluster.secrets.stats_password.encode(), f.text.encode(), hashlib.sha256).hexdigest()
+            return f.identity
+
+        self.config_hash = content_hash(*(identity(f) for f in files))
 
         def connection(dial_error_limit: int) -> remote.ConnectionArgs:
             return remote.ConnectionArgs(
@@ -101,7 +112,7 @@ class HaNode(pulumi.ComponentResource):
         by_name = {f.name: f for f in files}
         applies: list[remote.Command] = []
         for svc in service_applies(cluster):
-            svc_hash = content_hash(*(by_name[a.name].identity for a in svc.files))
+            svc_hash = content_hash(*(identity(by_name[a.name]) for a in svc.files))
             applies.append(
                 command(
                     f"apply-{svc.name}",
@@ -136,8 +147,9 @@ def node_state_props(cluster: Cluster, node: Node, files: tuple, stdin_of: dict,
     """The NodeState inputs: where the node is, what must be there (paths and hashes), and what
     restores it (the files, secret, and the apply scripts)."""
     services = service_applies(cluster)
-    hashes = {f.name: (pulumi.Output.from_input(stdin_of[f.name]).apply(sha256) if f.name == "tls-ticket-keys"
-                       else sha256(f.text)) for f in files}
+    # The read compares plain sha256s; those of files holding secrets stay secret in the state.
+    hashes = {f.name: pulumi.Output.secret(pulumi.Output.from_input(stdin_of[f.name]).apply(sha256)) if f.secret
+              else sha256(f.text) for f in files}
     steps = [{"name": "bootstrap", "service": "sshd_config", "files": []}] + [
         {"name": f"apply-{svc.name}", "service": svc.name, "files": [a.name for a in svc.files]} for svc in services
     ]

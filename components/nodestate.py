@@ -69,10 +69,11 @@ def probe_script(desired: Desired, state_dir: str, interface: str) -> str:
         'for s in /proc/[0-9]*/comm; do [ "$(cat "$s" 2>/dev/null)" = "$2" ] || continue; q=${s#/proc/}; q=${q%/comm}; '
         'pp=$(awk \'$1 == "PPid:" { print $2 }\' /proc/$q/status 2>/dev/null); '
         '[ "$(cat /proc/$pp/comm 2>/dev/null)" = "$2" ] && continue; echo "$q"; return; done; }',
-        # newest child of PID (HAProxy's current worker, keepalived's VRRP child)
-        'newest() { n=""; for s in /proc/[0-9]*/status; do '
+        # newest child of PID by start time (HAProxy's current worker, keepalived's VRRP child)
+        'newest() { n=""; best=0; for s in /proc/[0-9]*/status; do '
         'c=$(awk -v p="$1" \'$1 == "PPid:" && $2 == p { split(FILENAME, a, "/"); print a[3] }\' "$s" 2>/dev/null); '
-        '[ -n "$c" ] && n=$c; done; echo "$n"; }',
+        '[ -n "$c" ] || continue; t=$(started "$c" 2>/dev/null) || continue; '
+        'if awk -v a="$t" -v b="$best" \'BEGIN { exit !(a>b) }\'; then n=$c; best=$t; fi; done; echo "$n"; }',
         'enabled() { if [ -e "/etc/runlevels/default/$1" ] || [ -e "/etc/runlevels/boot/$1" ]; then echo yes; '
         'elif [ -d /run/systemd/system ] && systemctl is-enabled "$1" >/dev/null 2>&1; then echo yes; '
         'else echo no; fi; }',
@@ -86,7 +87,10 @@ def probe_script(desired: Desired, state_dir: str, interface: str) -> str:
         lines.append(
             f'p=$(main "{svc.pidfile}" "{svc.comm}"); '
             + ('[ -n "$p" ] && c=$(newest "$p") && [ -n "$c" ] && p=$c; ' if svc.worker else "")
-            + f'if [ -n "$p" ]; then echo "run {svc.name} $(started "$p")"; else echo "run {svc.name} none"; fi; '
+            + f'if [ -n "$p" ]; then t=$(started "$p"); '
+            f'a=$(cat "{state_dir}/applied-{svc.name}" 2>/dev/null || echo 0); '
+            f'echo "run {svc.name} $(awk -v t="$t" -v a="$a" \'BEGIN {{ print (a>t ? a : t) }}\')"; '
+            f'else echo "run {svc.name} none"; fi; '
             f'echo "enabled {svc.name} $(enabled {svc.name})"'
         )
     lines += [

@@ -16,6 +16,7 @@ import pulumi
 from pulumi.dynamic import CreateResult, DiffResult, ReadResult, ResourceProvider, UpdateResult
 
 from .nodestate import Desired, Live, ServiceWant, drift, parse_probe, probe_script
+from .render import redact_secrets
 
 
 def _desired(props: dict[str, Any]) -> Desired:
@@ -71,7 +72,8 @@ def read_live(props: dict[str, Any]) -> Live:
 
 
 def outputs(props: dict[str, Any], live: Live) -> dict[str, Any]:
-    """The resource's state: the desired inputs plus what was read (no file content, no key)."""
+    """The resource's state: the desired inputs (the files and key stay secret outputs) plus
+    what was read."""
     return {
         **props,
         "reachable": live.reachable,
@@ -102,17 +104,27 @@ def restore(props: dict[str, Any]) -> list[str]:
             # `force`: swap and reload even where the files match (a daemon on older files).
             code, out, err = run(client, "sh -s -- force", props["scripts"][step["name"]])
             if code:
-                detail = (err or out).strip()[-1500:]
-                raise RuntimeError(f"{props['host']}: {step['name']} failed (rolled back): {detail}")
+                raise RuntimeError(f"{props['host']}: {step['name']} failed (rolled back): {_said(err or out)}")
     finally:
         client.close()
     return before
+
+
+def _said(output: str) -> str:
+    """What our scripts said (their `haproxy-ha[node]:` lines), redacted: never raw tool
+    output, which could quote a config line holding a secret."""
+    lines = [line for line in output.splitlines() if line.startswith("haproxy-ha[")]
+    return redact_secrets("\n".join(lines[-3:]))[-1500:] or "no message; see the node's logs"
 
 
 def _touches(step: dict[str, Any], drifted: list[str]) -> bool:
     """A step runs when one of its files or its service drifted."""
     subjects = {item.split(":", 1)[0] for item in drifted}
     return bool(subjects & {*step["files"], step["service"]})
+
+
+# Outputs the provider computes (not inputs): a diff ignores them.
+COMPUTED = ("drift", "vrrp", "addresses", "reachable", "__provider")
 
 
 class NodeStateProvider(ResourceProvider):
@@ -124,13 +136,16 @@ class NodeStateProvider(ResourceProvider):
 
     def diff(self, id_: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
         drifted = bool(olds.get("drift"))
-        changed = [k for k in ("files", "services", "sshdBlock", "steps") if olds.get(k) != news.get(k)]
+        changed = [k for k in news if k not in COMPUTED and olds.get(k) != news.get(k)]
         return DiffResult(changes=drifted or bool(changed), replaces=[], delete_before_replace=False,
                           stables=["host"])
 
     def update(self, id_: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
         restore(news)
-        return UpdateResult(outs=outputs(news, read_live(news)))
+        outs = outputs(news, read_live(news))
+        if outs["drift"]:  # restored, yet still not as desired: say so rather than succeed
+            raise RuntimeError(f"{news['host']}: still drifted after the restore: {'; '.join(outs['drift'])}")
+        return UpdateResult(outs=outs)
 
 
 class NodeState(pulumi.dynamic.Resource):

@@ -98,6 +98,11 @@ def redact(text: str) -> str:
     return text
 
 
+def redact_secrets(text: str) -> str:
+    """Any text that may quote a config line: our secret lines and every crypt hash masked."""
+    return re.sub(r"\$[0-9a-z]+\$\S+", "<redacted>", redact(text))
+
+
 @cache
 def _environment(template_dir: Path) -> jinja2.Environment:
     return jinja2.Environment(

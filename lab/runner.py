@@ -12,11 +12,9 @@ from __future__ import annotations
 import difflib
 import json
 import os
-import re
 import secrets
 import shutil
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -27,9 +25,8 @@ from pathlib import Path
 from typing import Any
 
 from components.labnode import PROJECT_DIR, lab_prefix
-from components.render import redact
+from components.render import redact_secrets
 from components.stackfile import read_stack
-from components.tls import names_in_config
 
 from . import labctl, refresh, tlsca
 from .plan import Step, _dependency_order, plan
@@ -48,7 +45,7 @@ class LabError(RuntimeError):
 
 def scrub(text: str) -> str:
     """Mask crypt hashes and PASS auth in command output (defence in depth)."""
-    return re.sub(r"\$[0-9a-z]+\$\S+", "<redacted>", redact(text))
+    return redact_secrets(text)
 
 
 @dataclass
@@ -183,6 +180,10 @@ class Lab:
     def up(self, config: dict[str, Any] | None = None, replace: tuple[str, ...] = (), diff: bool = False,
            parallel: int = 8) -> Outcome:
         started = time.monotonic()
+        missing = missing_packages()
+        if missing:  # a node would install them with apt into the host's /usr: refuse instead
+            raise LabError(f"the lab needs these Debian packages on this machine: {' '.join(missing)} "
+                           "(make setup installs them)")
         new, steps = self.preview(config, replace, diff)
         old = self.load_state()
         applied: dict[str, Declared] = {r.urn: r for r in (old.resources if old else [])}
@@ -378,29 +379,13 @@ class Lab:
         return holders
 
 
-def main_up(lab: Lab, diff: bool, replace: tuple[str, ...]) -> int:
-    try:
-        outcome = lab.up(diff=diff, replace=replace)
-    except LabError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    out = outcome.outputs
-    time.sleep(1.5)  # let VRRP settle before asking who holds the VIPs
-    for group, addresses in out["vips"].items():
-        holders = lab.vip_holders(addresses[0], out["nodes"])
-        label = "VIP" if len(out["vips"]) == 1 else f"VIP {group}"
-        print(f"{label:<11} {', '.join(addresses)} (held by {', '.join(holders) or 'nobody yet'})")
-    print(f"stats       {out['statsUrl']}  user admin, password in {lab.state_dir / 'stats-password'}")
-    first = next(iter(out["vips"].values()))
-    port = next((fe["bind"].rsplit(":", 1)[1] for fe in lab.base_config["haproxy-ha:haproxy"]["frontends"]
-                 if fe.get("mode", "http") == "http" and not fe.get("tls") and not fe.get("redirectToHttps")), "80")
-    for address in first:
-        host = f"[{address}]" if ":" in address else address
-        print(f"try         ip netns exec {lab.ns('cl')} curl -sg http://{host}:{port}/")
-    for name in names_in_config(lab.base_config):
-        host = f"{name}.{tlsca.DOMAIN}"
-        print(f"https       ip netns exec {lab.ns('cl')} curl --cacert {tlsca.ca_paths(lab.tls_dir)[0]} "
-              f"--resolve {host}:443:{out['vip']} https://{host}/")
-    print(f"config      {json.dumps(out['configHashes'])}")
-    print(f"took        {outcome.seconds:.1f} s")
-    return 0
+def missing_packages() -> list[str]:
+    """Packages the nodes' install step expects; lab nodes share this machine's /usr."""
+    from components.model import PACKAGES
+
+    out = []
+    for package in PACKAGES:
+        proc = subprocess.run(["dpkg-query", "-W", "-f=${Status}", package], capture_output=True, text=True)
+        if "install ok installed" not in proc.stdout:
+            out.append(package)
+    return out

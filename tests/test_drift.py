@@ -5,6 +5,7 @@ is reported without touching the others."""
 from __future__ import annotations
 
 import subprocess
+import time
 
 from lab import probe
 from lab.refresh import DYNAMIC
@@ -74,7 +75,16 @@ def test_drift_is_shown_restored_by_one_up_and_a_second_up_touches_nothing(lab):
     assert probe.node_exec(node_ns(lab, "k3s-lb-01"), "test -x /etc/keepalived/check_haproxy.sh").returncode == 0
     probe.wait_for(lambda: holders(lab) == ["k3s-lb-01"], 15)
 
-    settled = pids(lab)
+    # A keepalived reload replaces its VRRP child a moment after the restore: wait for quiet.
+    snapshots = [pids(lab)]
+
+    def quiet() -> bool:
+        time.sleep(2)
+        snapshots.append(pids(lab))
+        return snapshots[-1] == snapshots[-2]
+
+    probe.wait_for(quiet, 30, interval=0)
+    settled = snapshots[-1]
     again = lab.up()
     assert again.executed == [] and pids(lab) == settled, "a node that matches is not touched"
 

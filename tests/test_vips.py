@@ -91,6 +91,10 @@ def test_every_frontend_and_the_stats_page_listen_on_ipv6_too():
         (lambda c: c["nodes"][2].pop("address6"), "vips[0].addresses[1]", "every node needs address6"),
         (lambda c: c.update(vip="198.51.100.99/24"), "vip", "either vip + virtualRouterId"),
         (lambda c: c.pop("vips"), "vip", "required"),
+        (lambda c: c["vips"][0]["addresses"].__setitem__(1, "2001:db8:0:1::/64"), "vips[0].addresses[1]",
+         "cannot be a VIP"),
+        (lambda c: c.update(gateway6="2001:db8:0:1::12"), "gateway6", "also a node address"),
+        (lambda c: c.update(gateway6="2001:db8:0:1::101"), "gateway6", "also a VIP"),
     ],
 )
 def test_bad_groups_name_the_key(change, key, reason):
