@@ -163,7 +163,7 @@ def node_state_props(cluster: Cluster, node: Node, files: tuple, stdin_of: dict,
         "files": {f.name: [f.path, hashes[f.name]] for f in files},
         "texts": pulumi.Output.secret({f.name: stdin_of[f.name] for f in files}),
         "services": [{"name": svc.name, "pidfile": svc.pidfile, "comm": svc.comm,
-                      "files": [a.name for a in svc.files], "worker": svc.new_worker or svc.name == "keepalived"}
+                      "files": [a.name for a in svc.files], "worker": svc.child_serves}
                      for svc in services],
         "sshdBlock": sshd_block_hash(SSHD_BLOCK),
         "steps": steps,

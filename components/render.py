@@ -214,6 +214,8 @@ class ServiceApply:
     comm: str
     reload_signal: str | None = None  # None: the service manager restarts it
     new_worker: bool = False
+    # What runs its files is its newest child (HAProxy's worker, keepalived's VRRP process).
+    child_serves: bool = False
     ports: tuple[int, ...] = ()
     health_url: str | None = None
     health_seconds: int = 10
@@ -251,6 +253,7 @@ def service_applies(cluster: Cluster, paths: Paths = PATHS) -> tuple[ServiceAppl
         # Master-worker reload: new workers take the sockets, old ones finish their connections.
         reload_signal="USR2",
         new_worker=True,
+        child_serves=True,
         ports=cluster.listen_ports,
         health_url=f"http://127.0.0.1:{cluster.health_port}/healthz",
         health_seconds=15,
@@ -275,6 +278,7 @@ def service_applies(cluster: Cluster, paths: Paths = PATHS) -> tuple[ServiceAppl
         pidfile=paths.keepalived_pidfile,
         comm="keepalived",
         reload_signal="HUP",
+        child_serves=True,
         settle_seconds=2,
     )
     return rsyslog, haproxy, watch, keepalived

@@ -25,10 +25,10 @@ def _props(res: Declared) -> dict[str, Any]:
 
 
 def call(client_ns: str, project_dir: str, op: str, res: Declared, old: Declared | None) -> dict[str, Any]:
-    """The provider's `op` (read, create, update) for one resource; returns its outputs."""
-    request = {"id": res.name, "olds": (old.outputs or _props(old)) if old else {}, "news": _props(res)}
-    if op == "read":
-        request["olds"] = _props(res) | {k: v for k, v in res.outputs.items() if k not in _props(res)}
+    """The provider's `op` (read, create, update) for one resource; returns its outputs. A read
+    is of `res` as stored; an update goes from `old`'s state to `res`'s inputs."""
+    olds = _props(res) if op == "read" else (old.outputs or _props(old)) if old else {}
+    request = {"id": res.name, "olds": olds, "news": _props(res)}
     proc = subprocess.run(["ip", "netns", "exec", client_ns, sys.executable, "-m", "lab.nodestate_exec", op],
                           cwd=project_dir, input=json.dumps(request), capture_output=True, text=True)
     if proc.returncode != 0:

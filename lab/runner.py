@@ -43,11 +43,6 @@ class LabError(RuntimeError):
     pass
 
 
-def scrub(text: str) -> str:
-    """Mask crypt hashes and PASS auth in command output (defence in depth)."""
-    return redact_secrets(text)
-
-
 @dataclass
 class Outcome:
     steps: list[Step]
@@ -67,6 +62,7 @@ class Lab:
         self.log = log
         self._lock = threading.Lock()
         self._host_locks: dict[str, threading.Lock] = {}
+        self._before: dict[str, Declared] = {}
 
     # --- credentials and state -------------------------------------------------------------
 
@@ -187,6 +183,7 @@ class Lab:
         new, steps = self.preview(config, replace, diff)
         old = self.load_state()
         applied: dict[str, Declared] = {r.urn: r for r in (old.resources if old else [])}
+        self._before = dict(applied)  # what each resource was, for the dynamic provider's update
         previous_outputs = old.outputs if old else {}
         outcome = Outcome(steps)
         todo = [s for s in steps if s.op in ("create", "update", "replace")]
@@ -250,12 +247,12 @@ class Lab:
         res = step.resource
         if res.type == refresh.DYNAMIC:
             self.log(f"  {'reading' if step.op == 'create' else 'restoring'} {res.name}")
-            old = next((r for r in (self.load_state() or Declaration()).resources if r.urn == res.urn), None)
+            old = self._before.get(res.urn)
             try:
                 res.outputs = refresh.call(self.ns("cl"), PROJECT_DIR, "create" if step.op == "create" else "update",
                                            res, old)
             except refresh.ProviderError as exc:
-                raise LabError(scrub(str(exc))) from None
+                raise LabError(redact_secrets(str(exc))) from None
             return
         command = res.inputs.get("create")
         if step.op == "update" and res.inputs.get("update"):
@@ -299,10 +296,10 @@ class Lab:
             os.unlink(key.name)
         if proc.returncode != 0:
             # Like pulumi-command's log stream; secret outputs stay out of the saved state.
-            detail = scrub((proc.stderr or proc.stdout).strip())
+            detail = redact_secrets((proc.stderr or proc.stdout).strip())
             raise LabError(f"exit status {proc.returncode}: {detail[-3000:]}")
         if proc.stderr.strip():
-            for line in scrub(proc.stderr.strip()).splitlines()[-3:]:
+            for line in redact_secrets(proc.stderr.strip()).splitlines()[-3:]:
                 self.log(f"    {line}")
 
     def _dial(self, base: list[str], limit: int, host: str) -> None:
@@ -337,10 +334,14 @@ class Lab:
     def discard_if_unused(self) -> None:
         """After a config error: remove the credentials made for a stack that was never applied."""
         if self.state_dir.is_dir() and not self._state_file().exists():
-            shutil.rmtree(self.state_dir)
-            for empty in (self.state_dir.parent, labctl.LAB_ROOT):
-                if empty.is_dir() and not any(empty.iterdir()):
-                    empty.rmdir()
+            self._remove_state()
+
+    def _remove_state(self) -> None:
+        """This stack's state folder, and the lab's folders when no other lab is left."""
+        shutil.rmtree(self.state_dir, ignore_errors=True)
+        for empty in (self.state_dir.parent, labctl.LAB_ROOT):
+            if empty.is_dir() and not any(empty.iterdir()):
+                empty.rmdir()
 
     def down(self) -> None:
         """Run every delete in reverse order, then remove anything left in the lab's namespaces."""
@@ -351,10 +352,7 @@ class Lab:
             except LabError as exc:
                 self.log(f"  {res.name}: {exc} (continuing)")
         labctl.net_down(self.prefix)
-        shutil.rmtree(self.state_dir, ignore_errors=True)
-        for empty in (self.state_dir.parent, labctl.LAB_ROOT):  # only if no other lab is left
-            if empty.is_dir() and not any(empty.iterdir()):
-                empty.rmdir()
+        self._remove_state()
         self.log(f"lab {self.stack}: down")
 
     def ns(self, role: str) -> str:
