@@ -6,9 +6,18 @@ OUT ?= /tmp/haproxy-ha-render
 # Debian packages the tests and the lab use (the real daemons, sshd, OpenRC, script checkers).
 APT_PACKAGES := haproxy keepalived openssh-server openrc shellcheck busybox iproute2 openssl curl procps rsyslog logrotate qemu-guest-agent debootstrap
 
-.PHONY: setup system-packages venv debian13-root test lint render lab lab-down lab-preview bench
+.PHONY: setup system-packages venv toolchain env debian13-root test lint render lab lab-down lab-preview lab-ssh bench
 
-setup: system-packages venv
+setup: system-packages venv toolchain
+
+# The Pulumi CLI and plugins: the PATH's pulumi >= 3.272 if there is one, else built with the go
+# command from the Go module proxy into $(HAPROXY_HA_TOOLCHAIN) (tools/README.md). Seconds when built.
+toolchain:
+	@tools/toolchain.sh
+
+# eval "$$(make -s env)": our pulumi on PATH and the lab stack's backend and passphrase.
+env:
+	@$(PY) -m lab env --stack $(or $(LAB_STACK),lab)
 
 system-packages:
 	@missing=$$(for p in $(APT_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; done); \
@@ -39,15 +48,19 @@ lint: venv
 render: venv
 	$(PY) -m components render $(STACK) --out $(OUT)
 
-# The lab stack on this machine (root): namespaces, real haproxy/keepalived, the program replayed.
+# The lab stack on this machine (root): `pulumi up` of namespaces, real haproxy/keepalived.
 lab: setup
 	$(PY) -m lab up --stack lab
 
-lab-preview: venv
-	$(PY) -m lab preview --stack lab --diff
+lab-preview: setup
+	$(PY) -m lab preview --stack lab
 
-lab-down: venv
+lab-down: setup
 	$(PY) -m lab down --stack lab
+
+# A root shell on a lab node, over SSH as on a VM: make lab-ssh NODE=k3s-lb-01
+lab-ssh: venv
+	@$(PY) -m lab ssh --stack lab $(if $(NODE),--node $(NODE))
 
 # Measured figures (each bench brings up and tears down its own lab cluster).
 bench: setup

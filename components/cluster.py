@@ -5,10 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import pulumi
-import pulumi_random as random
 
 from .machines import Machine
 from .node import HaNode, HaNodeArgs
+from .seed import SecretSeed
 from .settings import Settings
 from .tls import ticket_keys
 
@@ -49,7 +49,7 @@ class HaCluster(pulumi.ComponentResource):
         seed = keys = None
         if cluster.uses_tls:
             # The ticket keys' secret seed lives in the stack state; the generation rotates them.
-            seed = random.RandomBytes(f"{name}-tls-ticket-seed", length=64, opts=pulumi.ResourceOptions(parent=self))
+            seed = SecretSeed(f"{name}-tls-ticket-seed", length=64, opts=pulumi.ResourceOptions(parent=self))
             generation = cluster.spec.haproxy.tls_ticket_key_generation
             keys = pulumi.Output.secret(seed.base64.apply(lambda b64: ticket_keys(b64, generation)))
 

@@ -1,7 +1,8 @@
 """Lab machines (platform: lab): network namespaces on this host instead of Proxmox VMs.
 
-Declared as `local.Command`s that call `lab/labctl.py`; the replay runner (`python -m lab`)
-executes them. See ../lab/README.md.
+Declared as local Steps that call `lab/labctl.py`, run by the engine like every other step.
+The engine stays in this machine's own network namespace; SSH reaches each node through the
+lab's client namespace (a ProxyCommand), so nothing here touches this machine's interfaces.
 """
 
 from __future__ import annotations
@@ -12,10 +13,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pulumi
-from pulumi_command import local
 
 from .machines import Machine
 from .model import Cluster
+from .step import Step
 
 PROJECT_DIR = str(Path(__file__).resolve().parent.parent)
 
@@ -42,6 +43,11 @@ def lab_backends(cluster: Cluster) -> dict[str, list[int]]:
             except ipaddress.AddressValueError:
                 continue
     return {h: sorted(found[h]) for h in sorted(found, key=ipaddress.IPv4Address)}
+
+
+def client_proxy(prefix: str) -> str:
+    """SSH's way to a node: a TCP relay started inside the lab's client namespace."""
+    return f"ip netns exec {prefix}-cl busybox nc %h %p"
 
 
 def host_slot(cluster: Cluster, ip: str) -> str:
@@ -71,14 +77,15 @@ class LabNodes(pulumi.ComponentResource):
         v6 = spec.gateway6 is not None and spec.nodes[0].address6 is not None
         gateway6 = f"{spec.gateway6}/{spec.nodes[0].address6.network.prefixlen}" if v6 else ""  # type: ignore[union-attr]
 
-        def command(step: str, create: str, delete: str, depends_on: list[pulumi.Resource]) -> local.Command:
-            return local.Command(
+        def command(step: str, create: str, delete: str, depends_on: list[pulumi.Resource]) -> Step:
+            return Step(
                 f"{name}-{step}",
                 create=create,
                 delete=delete,
                 dir=PROJECT_DIR,
                 # The replacement takes the same namespace names: the old one must go first.
-                opts=pulumi.ResourceOptions(parent=self, depends_on=depends_on, delete_before_replace=True),
+                delete_before_replace=True,
+                opts=pulumi.ResourceOptions(parent=self, depends_on=depends_on),
             )
 
         net_args = [prefix, f"{gateway}/{prefix_len}", *([gateway6] if v6 else [])]
@@ -104,5 +111,6 @@ class LabNodes(pulumi.ComponentResource):
                 labctl("node-down", prefix, host_slot(cluster, str(node.address.ip)), node.name),
                 [net],
             )
-            self.machines[node.name] = Machine(str(node.address.ip), 22, resource, dial_error_limit=30)
+            self.machines[node.name] = Machine(str(node.address.ip), 22, resource, dial_error_limit=30,
+                                               proxy_command=client_proxy(prefix))
         self.register_outputs({"prefix": prefix})

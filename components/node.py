@@ -7,15 +7,14 @@ import hmac
 from dataclasses import dataclass
 
 import pulumi
-from pulumi_command import remote
 
 from .machines import Machine
 from .model import Cluster, Node, content_hash
 from .nodestate import sha256, sshd_block_hash
 from .nodestate_provider import NodeState
 from .render import PATHS, SSHD_BLOCK, render_node, render_scripts, service_applies, stage_command, ticket_keys_file
+from .step import Step, ssh_connection
 
-SECRET_OUTPUTS = ["stdout", "stderr"]
 
 
 @dataclass(frozen=True)
@@ -41,7 +40,7 @@ class HaNodeArgs:
 class HaNode(pulumi.ComponentResource):
     """Provisions one node and applies its files; `applies` complete when it is healthy."""
 
-    applies: tuple[remote.Command, ...]
+    applies: tuple[Step, ...]
     config_hash: str
 
     def __init__(self, name: str, args: HaNodeArgs, opts: pulumi.ResourceOptions | None = None):
@@ -66,30 +65,23 @@ class HaNode(pulumi.ComponentResource):
 
         self.config_hash = content_hash(*(identity(f) for f in files))
 
-        def connection(dial_error_limit: int) -> remote.ConnectionArgs:
-            return remote.ConnectionArgs(
-                host=machine.address,
-                port=machine.port,
-                user="root",
-                private_key=args.private_key,
-                dial_error_limit=dial_error_limit,
-                per_dial_timeout=10,
-            )
+        def connection(dial_attempts: int) -> pulumi.Output[dict]:
+            return ssh_connection(machine.address, machine.port, args.private_key,
+                                  proxy_command=machine.proxy_command, dial_attempts=dial_attempts)
 
         # A replaced machine is a fresh one: every step must run again on it.
         triggers = [machine.resource.id, *([args.ticket_seed.id] if args.ticket_seed else [])]
 
-        def command(step: str, depends_on: list[pulumi.Resource], secret_output: bool = False, **kw) -> remote.Command:
-            return remote.Command(
+        def command(step: str, depends_on: list[pulumi.Resource], secret_stdin: bool = False, **kw) -> Step:
+            return Step(
                 f"{name}-{step}",
                 connection=kw.pop("connection", connection(10)),
                 triggers=triggers,
-                add_previous_output_in_env=False,
                 **kw,
                 opts=pulumi.ResourceOptions(
                     parent=self,
                     depends_on=depends_on,
-                    additional_secret_outputs=SECRET_OUTPUTS if secret_output else None,
+                    additional_secret_outputs=["stdin"] if secret_stdin else None,
                 ),
             )
 
@@ -99,18 +91,18 @@ class HaNode(pulumi.ComponentResource):
         )
         install = command("install", [bootstrap], create="sh -s", stdin=scripts["install.sh"])
 
-        staged: dict[str, remote.Command] = {}
+        staged: dict[str, Step] = {}
         for f in files:
             staged[f.name] = command(
                 f"file-{f.name.replace('.', '-').replace('_', '-')}",
                 [install],
-                secret_output=f.secret,
+                secret_stdin=f.secret,
                 create=stage_command(f),
                 stdin=pulumi.Output.secret(stdin_of[f.name]) if f.secret else stdin_of[f.name],
             )
 
         by_name = {f.name: f for f in files}
-        applies: list[remote.Command] = []
+        applies: list[Step] = []
         for svc in service_applies(cluster):
             svc_hash = content_hash(*(identity(by_name[a.name]) for a in svc.files))
             applies.append(
@@ -120,8 +112,6 @@ class HaNode(pulumi.ComponentResource):
                     # the VIP), and the previous node's health-gated applies.
                     [*(staged[a.name] for a in svc.files), *applies, *args.after,
                      *(args.backends_ready if svc.name == "haproxy" else ())],
-                    # Validator output may quote config lines.
-                    secret_output=any(by_name[a.name].secret for a in svc.files),
                     # The content hash makes the step run again exactly when its files change.
                     create=f"sh -s -- {svc.name}={svc_hash}",
                     stdin=scripts[f"apply-{svc.name}.sh"],
@@ -156,6 +146,7 @@ def node_state_props(cluster: Cluster, node: Node, files: tuple, stdin_of: dict,
     return {
         "host": machine.address,
         "port": machine.port,
+        "proxyCommand": machine.proxy_command,
         "privateKey": pulumi.Output.secret(private_key),
         "interface": cluster.spec.cluster.interface,
         "stateDir": PATHS.state_dir,

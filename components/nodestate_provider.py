@@ -3,18 +3,18 @@
 safe-apply scripts. With `refresh: always` (Pulumi.yaml) every preview shows drift as a diff of
 `drift`, and every `up` restores it, node by node in rolling order.
 
-The lab calls this same code (lab/nodestate_exec.py), inside its client namespace.
+It runs in the engine's dynamic-provider process, as the node steps do (components/step.py).
 """
 
 from __future__ import annotations
 
-import io
 import json
 from typing import Any
 
 import pulumi
 from pulumi.dynamic import CreateResult, DiffResult, ReadResult, ResourceProvider, UpdateResult
 
+from . import ssh
 from .nodestate import Desired, Live, ServiceWant, drift, parse_probe, probe_script
 from .render import redact_secrets
 
@@ -28,31 +28,12 @@ def _desired(props: dict[str, Any]) -> Desired:
     )
 
 
-def _connect(props: dict[str, Any]):
-    import paramiko  # imported here: the program itself never needs it
-
-    key_text = props["privateKey"]
-    key = None
-    for kind in (paramiko.Ed25519Key, paramiko.ECDSAKey, paramiko.RSAKey):
-        try:
-            key = kind.from_private_key(io.StringIO(key_text))
-            break
-        except (paramiko.SSHException, ValueError):
-            continue
-    client = paramiko.SSHClient()
-    # As pulumi-command without host_key: the program created these hosts itself.
-    client.set_missing_host_key_policy(paramiko.AutoAddPolicy())
-    client.connect(props["host"], port=int(props.get("port", 22)), username="root", pkey=key,
-                   timeout=10, banner_timeout=10, auth_timeout=10, allow_agent=False, look_for_keys=False)
-    return client
+def _connect(props: dict[str, Any], attempts: int = 1):
+    return ssh.connect(ssh.Target(host=props["host"], port=int(props.get("port", 22)), private_key=props["privateKey"],
+                                  proxy_command=props.get("proxyCommand") or ""), attempts=attempts)
 
 
-def run(client, command: str, stdin: str = "", timeout: float = 300) -> tuple[int, str, str]:
-    chan_in, chan_out, chan_err = client.exec_command(command, timeout=timeout)
-    chan_in.write(stdin)
-    chan_in.channel.shutdown_write()
-    out, err = chan_out.read().decode(), chan_err.read().decode()
-    return chan_out.channel.recv_exit_status(), out, err
+run = ssh.run
 
 
 def read_live(props: dict[str, Any]) -> Live:

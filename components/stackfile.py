@@ -38,7 +38,10 @@ class StackFile:
 
 
 def stack_path(stack: str, project_dir: Path = PROJECT_DIR) -> Path:
-    return project_dir / f"Pulumi.{stack}.yaml"
+    """`Pulumi.<stack>.yaml`; a lab stack not yet brought up is read as shipped (lab/stacks/)."""
+    path = project_dir / f"Pulumi.{stack}.yaml"
+    shipped = project_dir / "lab" / "stacks" / path.name
+    return path if path.exists() or not shipped.exists() else shipped
 
 
 def read_stack(stack: str, project_dir: Path = PROJECT_DIR, environ: dict[str, str] | None = None) -> StackFile:
@@ -106,4 +109,5 @@ def _tls_bundles(plain: dict[str, Any], bundles: dict[str, str],
 
 
 def list_stacks(project_dir: Path = PROJECT_DIR) -> list[str]:
-    return sorted(p.name[len("Pulumi."):-len(".yaml")] for p in project_dir.glob("Pulumi.*.yaml"))
+    files = [*project_dir.glob("Pulumi.*.yaml"), *(project_dir / "lab" / "stacks").glob("Pulumi.*.yaml")]
+    return sorted({p.name[len("Pulumi."):-len(".yaml")] for p in files})

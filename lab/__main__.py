@@ -1,58 +1,63 @@
-"""`python -m lab up|down|preview [--stack lab] [--diff] [--replace PATTERN]`: the lab stack."""
+"""`python -m lab up|preview|down|ssh|env [--stack lab]`: the lab stack, run by the real Pulumi CLI.
+
+    up       pulumi up (first: stack init, secrets set with `pulumi config set --secret`)
+    preview  pulumi preview --diff
+    down     pulumi destroy, then remove what is left of the lab
+    ssh      a root shell on a node over SSH (--node NAME), from the lab's client namespace
+    env      shell exports: our pulumi on PATH, the stack's backend and passphrase
+"""
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
+import subprocess
 import sys
 import time
 
-from pulumi.errors import RunError
-
-from components.errors import ConfigError
 from components.tls import names_in_config
 
-from . import tlsca
-from .runner import Lab, LabError
+from . import engine, tlsca
+from .stack import Lab, LabError
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m lab", description=__doc__)
-    parser.add_argument("command", choices=["up", "down", "preview"])
+    parser = argparse.ArgumentParser(prog="python -m lab", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("command", choices=["up", "down", "preview", "ssh", "env"])
     parser.add_argument("--stack", default="lab")
-    parser.add_argument("--diff", action="store_true", help="show what changes in each input")
-    parser.add_argument("--replace", action="append", default=[], metavar="PATTERN",
-                        help="run these steps again even if unchanged (like pulumi up --replace)")
+    parser.add_argument("--node", help="with ssh: the node's name (default: the first)")
     args = parser.parse_args(argv)
+    if args.command == "env":
+        engine.prepare(Lab(args.stack).state_dir)
+        sys.stdout.write(engine.shell_exports(Lab(args.stack).state_dir))
+        return 0
     if os.geteuid() != 0:
         print("error: the lab needs root (network namespaces)", file=sys.stderr)
         return 2
-    lab = None
     try:
         lab = Lab(args.stack)
         if args.command == "up":
-            return main_up(lab, args.diff, tuple(args.replace))
+            return main_up(lab)
         if args.command == "preview":
-            lab.preview(diff=args.diff, replace=tuple(args.replace))
-        else:
-            lab.down()
-    except (ConfigError, RunError) as exc:
-        # Like Pulumi: one line naming the key, no traceback; nothing was touched.
+            lab.configure()
+            return lab.pulumi("preview", "--diff", check=False, capture=False).returncode
+        if args.command == "ssh":
+            return main_ssh(lab, args.node)
+        lab.down()
+    except (LabError, engine.EngineError) as exc:
         print(f"error: {exc}", file=sys.stderr)
-        if lab is not None:
-            lab.discard_if_unused()
-        return 2
+        return 1
     return 0
 
 
-def main_up(lab: Lab, diff: bool, replace: tuple[str, ...]) -> int:
-    try:
-        outcome = lab.up(diff=diff, replace=replace)
-    except LabError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+def main_up(lab: Lab) -> int:
+    started = time.monotonic()
+    lab.configure()
+    # As a person runs it: the engine's own progress and diagnostics on this terminal.
+    if lab.pulumi("up", "--yes", check=False, capture=False).returncode != 0:
         return 1
-    out = outcome.outputs
+    out = lab.outputs()
     time.sleep(1.5)  # let VRRP settle before asking who holds the VIPs
     for group, addresses in out["vips"].items():
         holders = lab.vip_holders(addresses[0], out["nodes"])
@@ -69,9 +74,19 @@ def main_up(lab: Lab, diff: bool, replace: tuple[str, ...]) -> int:
         host = f"{name}.{tlsca.DOMAIN}"
         print(f"https       ip netns exec {lab.ns('cl')} curl --cacert {tlsca.ca_paths(lab.tls_dir)[0]} "
               f"--resolve {host}:443:{out['vip']} https://{host}/")
-    print(f"config      {json.dumps(out['configHashes'])}")
-    print(f"took        {outcome.seconds:.1f} s")
+    print(f"shell       make lab-ssh NODE={next(iter(out['nodes']))}")
+    print(f"took        {time.monotonic() - started:.1f} s")
     return 0
+
+
+def main_ssh(lab: Lab, node: str | None) -> int:
+    nodes = lab.outputs().get("nodes") or {}
+    if not nodes:
+        raise LabError(f"stack {lab.stack} has no nodes: run `make lab` first")
+    name = node or next(iter(nodes))
+    if name not in nodes:
+        raise LabError(f"no node {name} (nodes: {', '.join(nodes)})")
+    return subprocess.run(lab.ssh_argv(nodes[name])).returncode
 
 
 if __name__ == "__main__":

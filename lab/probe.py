@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from .runner import Lab
+from .stack import Lab
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 

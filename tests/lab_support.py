@@ -1,4 +1,5 @@
-"""A lab cluster for scenario tests: its own stack name, always torn down."""
+"""A lab cluster for scenario tests under the real Pulumi engine: its own stack (own backend,
+passphrase and config file), always destroyed."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from contextlib import contextmanager
 import pytest
 
 from lab import probe
-from lab.runner import Lab
+from lab.stack import Lab
 from tests.conftest import stack_config
 
 VIP_URL = "http://192.0.2.100:5000/"
@@ -45,5 +46,20 @@ def node_ns(lab: Lab, node: str) -> str:
 
 
 def holders(lab: Lab) -> list[str]:
-    out = lab.load_state().outputs
+    out = outputs(lab)
     return lab.vip_holders(out["vip"], out["nodes"])
+
+
+def outputs(lab: Lab) -> dict:
+    """The stack outputs of the last update (read once per lab: a `pulumi stack output` is ~1 s)."""
+    cached = getattr(lab, "_outputs_cache", None)
+    if cached is None or cached[0] != lab.config_file.stat().st_mtime_ns:
+        cached = (lab.config_file.stat().st_mtime_ns, lab.outputs())
+        lab._outputs_cache = cached  # type: ignore[attr-defined]
+    return cached[1]
+
+
+def node_states(lab: Lab) -> dict[str, dict]:
+    """Each node's NodeState outputs as the state holds them (what the last read found)."""
+    return {r["urn"].rsplit("::", 1)[1].removeprefix("haproxy-ha-").removesuffix("-state"): r.get("outputs", {})
+            for r in lab.resources() if r["urn"].endswith("-state")}

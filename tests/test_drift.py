@@ -8,8 +8,7 @@ import subprocess
 import time
 
 from lab import probe
-from lab.refresh import DYNAMIC
-from tests.lab_support import SLOTS, holders, needs_lab, node_ns
+from tests.lab_support import SLOTS, holders, needs_lab, node_ns, node_states
 
 pytestmark = needs_lab
 
@@ -21,26 +20,11 @@ def pids(lab) -> dict[str, list[int]]:
     return {n: sorted(p for p in probe.ns_pids(node_ns(lab, n)) if probe.comm(p) in DAEMONS) for n in SLOTS}
 
 
-def preview(lab) -> list[str]:
-    lines: list[str] = []
-    lab.log = lines.append
-    try:
-        lab.preview()
-    finally:
-        lab.log = lambda line: None
-    return lines
-
-
-def node_states(lab) -> dict[str, dict]:
-    return {r.name.rsplit("-state", 1)[0].removeprefix("haproxy-ha-"): r.outputs
-            for r in lab.load_state().resources if r.type == DYNAMIC}
-
-
 def test_a_matching_cluster_previews_no_change_and_reports_vrrp_states(lab):
     before = pids(lab)
-    lines = preview(lab)
-    assert lines[-1].startswith("Resources: no changes"), lines
+    lab.preview(expect_no_changes=True)  # the engine itself fails this if anything would change
     assert pids(lab) == before, "a read never changes a node"
+    lab.pulumi("refresh", "--yes", "--skip-preview")  # `pulumi refresh`: the read kept in the state
     states = node_states(lab)
     assert states["k3s-lb-01"]["vrrp"] == {"haproxy_vip": "MASTER"}
     assert states["k3s-lb-02"]["vrrp"] == states["k3s-lb-03"]["vrrp"] == {"haproxy_vip": "BACKUP"}
@@ -56,16 +40,20 @@ def test_drift_is_shown_restored_by_one_up_and_a_second_up_touches_nothing(lab):
     probe.wait_for(lambda: not probe.main_pids(node_ns(lab, "k3s-lb-03"), "keepalived"), 10)
     probe.node_exec(node_ns(lab, "k3s-lb-01"), "rm /etc/keepalived/check_haproxy.sh")
 
-    text = "\n".join(preview(lab))
+    preview = lab.preview()
+    drift = preview.drift()
     for node, item in [
         ("k3s-lb-02", "haproxy.cfg: edited on the node"),
         ("k3s-lb-02", "haproxy: not enabled at boot"),
         ("k3s-lb-03", "keepalived: not running"),
         ("k3s-lb-01", "check_haproxy.sh: missing on the node"),
     ]:
-        section = text.split(f"haproxy-ha-{node}-state", 1)
-        assert len(section) == 2 and f"drift: {item}" in section[1].split("dynamic:Resource")[0], f"{item}\n{text}"
-    assert "Resources: 3 to update" in text
+        assert item in drift[node], f"{node}: {item} not in {drift}"
+    assert preview.ops() == {f"haproxy-ha-{n}-state": "update" for n in SLOTS}, preview.ops()
+    # What a person sees: `pulumi preview --diff` lists each drift item, and never a secret.
+    text = lab.preview_text()
+    assert "haproxy.cfg: edited on the node" in text and "keepalived: not running" in text
+    assert "PRIVATE KEY" not in text and lab.stats_password not in text
 
     outcome = lab.up()
     assert sorted(outcome.executed) == [f"haproxy-ha-{n}-state" for n in ("k3s-lb-01", "k3s-lb-02", "k3s-lb-03")]
@@ -94,9 +82,11 @@ def test_an_unreachable_node_is_reported_and_the_others_are_left_as_they_are(lab
     before = pids(lab)
     subprocess.run(["ip", "-n", bridge, "link", "set", port, "down"], check=True)
     try:
-        text = "\n".join(preview(lab))
-        assert "haproxy-ha-k3s-lb-03-state [drift]" in text and "drift: node unreachable" in text
-        assert "haproxy-ha-k3s-lb-02-state" not in text and "haproxy-ha-k3s-lb-01-state" not in text
+        preview = lab.preview()
+        drift = preview.drift()
+        assert drift["k3s-lb-03"] and drift["k3s-lb-03"][0].startswith("node unreachable"), drift
+        assert drift["k3s-lb-01"] == drift["k3s-lb-02"] == []
+        assert preview.ops() == {"haproxy-ha-k3s-lb-03-state": "update"}, preview.ops()
         try:
             lab.up()
             raise AssertionError("up must fail on the unreachable node")
@@ -107,4 +97,4 @@ def test_an_unreachable_node_is_reported_and_the_others_are_left_as_they_are(lab
     finally:
         subprocess.run(["ip", "-n", bridge, "link", "set", port, "up"], check=True)
     probe.wait_for(lambda: holders(lab) == ["k3s-lb-01"], 15)
-    assert preview(lab)[-1].startswith("Resources: no changes")
+    lab.preview(expect_no_changes=True)
