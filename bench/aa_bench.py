@@ -21,7 +21,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from lab import probe  # noqa: E402
-from lab.runner import Lab  # noqa: E402
+from lab.stack import Lab  # noqa: E402
 from tests.conftest import stack_config  # noqa: E402
 
 HOLDER, NEXT, SLOT = "k3s-lb-01", "k3s-lb-02", "n11"
@@ -31,12 +31,22 @@ def url(address: str) -> str:
     return f"http://[{address}]:80/" if ":" in address else f"http://{address}:80/"
 
 
+OUTPUTS: dict[str, dict] = {}
+
+
+def outputs(lab: Lab) -> dict:
+    """The stack outputs, read once (they do not change between updates)."""
+    if lab.stack not in OUTPUTS:
+        OUTPUTS[lab.stack] = lab.outputs()
+    return OUTPUTS[lab.stack]
+
+
 def web_a(lab: Lab) -> list[str]:
-    return lab.load_state().outputs["vips"]["web-a"]
+    return outputs(lab)["vips"]["web-a"]
 
 
 def held_by(lab: Lab, node: str) -> bool:
-    nodes = lab.load_state().outputs["nodes"]
+    nodes = outputs(lab)["nodes"]
     return all(lab.vip_holders(a, nodes) == [node] for a in web_a(lab))
 
 

@@ -26,17 +26,19 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from lab import probe, refresh, tlsca  # noqa: E402
-from lab.runner import Lab  # noqa: E402
+from lab import probe, tlsca  # noqa: E402
+from lab.stack import Lab  # noqa: E402
 from tests.conftest import stack_config  # noqa: E402
 
 VIP_URL = "http://192.0.2.100:5000/"
 SLOTS = {"k3s-lb-01": "n11", "k3s-lb-02": "n12", "k3s-lb-03": "n13"}
 
 
+NODES = {"k3s-lb-01": "192.0.2.11", "k3s-lb-02": "192.0.2.12", "k3s-lb-03": "192.0.2.13"}
+
+
 def holders(lab: Lab) -> list[str]:
-    out = lab.load_state().outputs
-    return lab.vip_holders(out["vip"], out["nodes"])
+    return lab.vip_holders("192.0.2.100", NODES)
 
 
 def settle(lab: Lab) -> None:
@@ -119,10 +121,25 @@ def certificate_rotation(lab: Lab) -> tuple[int, int, float]:
 
 
 def refresh_seconds(lab: Lab) -> float:
-    """Reading every node's live state (what `refresh: always` adds to a preview or an up)."""
-    state = lab.load_state()
+    """`pulumi refresh`: the engine reads every resource, each node's live state among them (what
+    `refresh: always` adds to a preview or an up)."""
     started = time.monotonic()
-    refresh.refresh(lab.ns("cl"), str(ROOT), state)
+    lab.pulumi("refresh", "--yes", "--skip-preview")
+    return time.monotonic() - started
+
+
+def preview_seconds(lab: Lab) -> float:
+    """`pulumi preview` with nothing to change (its refresh included)."""
+    started = time.monotonic()
+    lab.pulumi("preview", "--expect-no-changes")
+    return time.monotonic() - started
+
+
+def noop_up_seconds(lab: Lab) -> float:
+    """`pulumi up` with nothing to change (refresh included)."""
+    started = time.monotonic()
+    outcome = lab.up()
+    assert outcome.executed == [], outcome.executed
     return time.monotonic() - started
 
 
@@ -225,8 +242,12 @@ def main() -> None:
         if wanted & {"haproxy", "worker", "reloads", "cpu"}:  # its cost over those failovers
             print(watcher_cost(lab), flush=True)
         if "refresh" in wanted:
-            print(summary("refresh: reading 3 nodes' live state (one SSH round trip each)",
+            print(summary("pulumi refresh (64 resources, 3 nodes' live state read)",
                           [refresh_seconds(lab) for _ in range(args.trials)]), flush=True)
+            print(summary("pulumi preview, nothing to change",
+                          [preview_seconds(lab) for _ in range(args.trials)]), flush=True)
+            print(summary("pulumi up, nothing to change",
+                          [noop_up_seconds(lab) for _ in range(args.trials)]), flush=True)
         if "tls" in wanted:
             print(summary("TLS full handshakes per second (one client thread, ECDSA P-256)",
                           [tls_handshakes(lab, resume=False) for _ in range(args.trials)], "/s"), flush=True)

@@ -16,7 +16,6 @@ from .render import PATHS, SSHD_BLOCK, render_node, render_scripts, service_appl
 from .step import Step, ssh_connection
 
 
-
 @dataclass(frozen=True)
 class HaNodeArgs:
     cluster: Cluster

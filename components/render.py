@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import os
 import re
 from dataclasses import dataclass
 from functools import cache
@@ -15,7 +16,8 @@ from .schema import ALPINE_REPOSITORIES
 from .tls import ticket_keys
 
 # Looked up at call time, so a test can point it at an altered copy.
-TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
+# $HAPROXY_HA_TEMPLATES: a templates folder of your own, to try a template change on a lab stack.
+TEMPLATES = Path(os.environ.get("HAPROXY_HA_TEMPLATES") or Path(__file__).resolve().parent.parent / "templates")
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ import subprocess
 import sys
 import time
 
+from components.errors import ConfigError
 from components.tls import names_in_config
 
 from . import engine, tlsca
@@ -35,6 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     if os.geteuid() != 0:
         print("error: the lab needs root (network namespaces)", file=sys.stderr)
         return 2
+    lab = None
     try:
         lab = Lab(args.stack)
         if args.command == "up":
@@ -45,6 +47,12 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "ssh":
             return main_ssh(lab, args.node)
         lab.down()
+    except ConfigError as exc:
+        # Like Pulumi: one line naming the key, no traceback; nothing was touched.
+        print(f"error: {exc}", file=sys.stderr)
+        if lab is not None and not lab.applied():
+            lab.remove_state()
+        return 2
     except (LabError, engine.EngineError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -174,14 +174,24 @@ class Lab:
             value = entry.get("value")
             if isinstance(value, str) and entry.get("objectValue") is None:
                 flat[key] = value
-            for sub, v in (entry.get("objectValue") or {}).items() if isinstance(entry.get("objectValue"), dict) else ():
+            nested = entry.get("objectValue")
+            for sub, v in (nested.items() if isinstance(nested, dict) else ()):
                 flat[f"{key}.{sub}"] = v
         return flat
 
     def configure(self, overrides: dict[str, Any] | None = None) -> None:
+        """Check the config (one error naming the key, before anything exists), then the stack,
+        its config file and its secrets."""
+        from components.schema import load_stack
+
+        load_stack({**self.base_config, **(overrides or {})})
         self._ensure_stack()
         config = self._write_config(overrides)
         self._set_secrets(config)
+
+    def applied(self) -> bool:
+        """Whether an update of this stack ever ran (its backend holds a checkpoint)."""
+        return any((self.state_dir / "backend").glob(".pulumi/stacks/**/*.json"))
 
     # --- what a person types -------------------------------------------------------------------
 
@@ -202,9 +212,9 @@ class Lab:
             raise LabError("pulumi preview failed: " + ("\n".join(errors) or proc.stderr[-2000:]))
         return result
 
-    def preview_text(self, diff: bool = True) -> str:
+    def preview_text(self, config: dict[str, Any] | None = None, diff: bool = True) -> str:
         """`pulumi preview --diff` as a person reads it."""
-        self.configure()
+        self.configure(config)
         return self.pulumi("preview", *(["--diff"] if diff else []), check=False).stdout
 
     def up(self, config: dict[str, Any] | None = None, replace: tuple[str, ...] = ()) -> Outcome:
@@ -316,9 +326,9 @@ def _executed(events: Path) -> list[str]:
             continue
         meta = done.get("metadata") or {}
         name = meta.get("urn", "").rsplit("::", 1)[-1]
-        if meta.get("op") in ACTED and not meta.get("type", "").startswith(("pulumi:pulumi:Stack", "haproxy-ha:index:")):
-            if name not in names:
-                names.append(name)
+        component = meta.get("type", "").startswith(("pulumi:pulumi:Stack", "haproxy-ha:index:"))
+        if meta.get("op") in ACTED and not component and name not in names:
+            names.append(name)
     return names
 
 
@@ -347,19 +357,21 @@ def _errors(text: str) -> str:
     if "Diagnostics:" in lines:
         lines = lines[lines.index("Diagnostics:") + 1:]
     found: list[str] = []
-    resource, message = "", ""
+    resource, message, collecting = "", [], False
     for line in [*lines, "  end (end):"]:
         block = re.match(r"^  \S+ \((.+)\):$", line)
         if block:
             if resource and message:
-                found.append(f"{resource}: {message}")
-            resource, message = block.group(1), ""
+                found.append(f"{resource}: " + "\n".join(message).strip())
+            resource, message, collecting = block.group(1), [], False
             continue
         raised = re.match(r"^\s*(?:[\w.]+\.)?(\w*(?:Error|Exception)): (.*)$", line)
-        if raised:
-            message = raised.group(2)
+        if raised and not line.strip().startswith("error:"):
+            message, collecting = [raised.group(2)], True  # the last exception of the traceback
+        elif collecting and line.strip():
+            message.append(line.strip())  # its message goes on over several lines
         elif line.strip().startswith("error:") and not message:
-            message = line.strip().removeprefix("error:").strip()
+            message = [line.strip().removeprefix("error:").strip()]
     return "\n".join(found) or "\n".join(lines[-40:])
 
 

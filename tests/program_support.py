@@ -8,8 +8,8 @@ from functools import cache
 from pathlib import Path
 
 from components.tls import names_in_config
-from lab.program import Declaration, declare
 from tests.conftest import stack_config, tls_bundle
+from tests.mocks import Declaration, declare
 
 STATS_PW = "correct horse battery"
 API_TOKEN = "root@pam!pulumi=0f2c6a1e-7b5d-4c3a-9e8f-1a2b3c4d5e6f"

@@ -9,9 +9,9 @@ import uuid
 import pytest
 
 from lab import probe
-from lab.runner import Lab
+from lab.stack import Lab
 from tests.conftest import stack_config
-from tests.lab_support import needs_lab
+from tests.lab_support import needs_lab, outputs
 
 pytestmark = needs_lab
 
@@ -32,7 +32,7 @@ def lab():
 
 def placement(lab) -> dict[str, list[str]]:
     """group -> the holder of each of its addresses (IPv4, IPv6)."""
-    out = lab.load_state().outputs
+    out = outputs(lab)
     return {group: [",".join(lab.vip_holders(a, out["nodes"])) for a in addresses]
             for group, addresses in out["vips"].items()}
 
@@ -44,7 +44,7 @@ def answers(lab, address: str) -> str:
 
 
 def test_every_address_of_every_group_answers(lab):
-    addresses = [a for group in lab.load_state().outputs["vips"].values() for a in group]
+    addresses = [a for group in outputs(lab)["vips"].values() for a in group]
     assert len(addresses) == 6 and sum(":" in a for a in addresses) == 3
     for address in addresses:
         assert answers(lab, address).startswith("backend 198.51.100.2"), address
@@ -61,7 +61,7 @@ def test_a_dead_haproxy_moves_only_its_group_both_families_and_it_returns(lab):
     assert probe.kill(node, "haproxy")
     moved = {**{g: [n, n] for g, n in EXPECTED.items()}, "web-b": ["k3s-lb-01", "k3s-lb-01"]}
     probe.wait_for(lambda: placement(lab) == moved, 10)
-    v4, v6 = lab.load_state().outputs["vips"]["web-b"]
+    v4, v6 = outputs(lab)["vips"]["web-b"]
     assert answers(lab, v4) and answers(lab, v6)
     probe.wait_for(lambda: not any(probe.comm(p) == "haproxy" for p in probe.ns_pids(node)), 10)
     probe.node_exec(node, "rc-service haproxy start")

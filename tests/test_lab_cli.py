@@ -18,7 +18,7 @@ from tests.conftest import ROOT
 def test_a_config_error_is_one_line_and_exit_status_2(command):
     stack = f"tbad{uuid.uuid4().hex[:6]}"
     path = ROOT / f"Pulumi.{stack}.yaml"
-    text = (ROOT / "Pulumi.lab.yaml").read_text()
+    text = (ROOT / "lab" / "stacks" / "Pulumi.lab.yaml").read_text()
     text = text.replace("    interface: eth0\n", "    interface: eth0\n    bogus: 1\n")
     path.write_text(text)
     try:

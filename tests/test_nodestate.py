@@ -74,7 +74,7 @@ def test_the_probe_is_posix_sh_and_only_reads(tmp_path):
 
 def test_the_program_declares_one_node_state_per_node_in_rolling_order():
     declared = run()
-    states = {r.name: r for r in declared.by_type("pulumi-python:dynamic:Resource")}
+    states = {r.name: r for r in declared.resources if r.kind == "NodeStateProvider"}
     assert sorted(states) == [f"haproxy-ha-k3s-lb-0{i}-state" for i in (1, 2, 3)]
     urn = {r.name: r.urn for r in declared.resources}
     assert urn["haproxy-ha-k3s-lb-03-state"] in states["haproxy-ha-k3s-lb-02-state"].dependencies

@@ -1,4 +1,5 @@
-"""The Pulumi program under mocks: what it declares for the prod stack, and how changes plan."""
+"""The Pulumi program under mocks: what it declares for the prod stack, and what a change of config
+changes (the provider diffs of our own Step and NodeState decide update or replace)."""
 
 from __future__ import annotations
 
@@ -7,13 +8,12 @@ import copy
 import pytest
 
 from components.model import build_cluster
-from lab.plan import plan
 from tests.conftest import stack_config, tls_secrets
+from tests.mocks import changes
 from tests.program_support import API_TOKEN, STATS_PW, private_key, run
 
 VM = "proxmoxve:index/vmLegacy:VmLegacy"
 IMAGE = "proxmoxve:download/file:File"
-CMD = "command:remote:Command"
 
 
 @pytest.fixture(scope="module")
@@ -94,13 +94,12 @@ def test_no_secret_in_any_command_string_and_secret_outputs_marked(vrrp_password
             text = str(r.inputs.get(key, ""))
             for secret in secrets:
                 assert secret not in text, f"{r.urn}: {key} holds a secret"
-        if r.type == CMD:
+        if r.kind == "StepProvider" and r.inputs.get("connection"):
             assert "connection" in r.secret_inputs, f"{r.urn}: the private key travels unmarked"
-            assert r.inputs.get("addPreviousOutputInEnv") is False
             stdin = str(r.inputs.get("stdin", ""))
             if any(s in stdin for s in secrets):
                 assert "stdin" in r.secret_inputs, f"{r.urn}: secret stdin not marked secret"
-                assert {"stdout", "stderr"} <= set(r.additional_secret_outputs), r.urn
+                assert "stdin" in r.additional_secret_outputs, r.urn
     provider = next(r for r in declared.resources if r.type == "pulumi:providers:proxmoxve")
     assert "apiToken" in provider.secret_inputs
     haproxy_cfg = declared.by_name("haproxy-ha-k3s-lb-01-file-haproxy-cfg")
@@ -113,11 +112,10 @@ def test_running_twice_declares_identical_inputs(prod_run):
     again = run()
     assert {r.urn: r.inputs for r in again.resources} == {r.urn: r.inputs for r in prod_run.resources}
     assert len(again.resources) == len(prod_run.resources)
-    assert all(step.op == "same" for step in plan(prod_run, again))
+    assert changes(prod_run, again) == {}
 
 
-def changed(old, new) -> dict[str, str]:
-    return {s.resource.name: s.op for s in plan(old, new) if s.op != "same"}
+changed = changes
 
 
 def test_a_backend_change_touches_only_haproxy_files_and_applies(prod_run):
@@ -147,12 +145,16 @@ def test_a_priority_change_touches_only_that_nodes_keepalived_steps(prod_run):
 def test_moving_a_node_to_another_host_replaces_its_vm_and_reprovisions_it(prod_run):
     cfg = stack_config("prod")
     cfg["haproxy-ha:cluster"]["nodes"][2]["host"] = "r640"
-    diff = changed(prod_run, run(cfg))
-    assert diff["haproxy-ha-pve-k3s-lb-03"] == "replace"
+    moved = run(cfg)
+    diff = changed(prod_run, moved)
+    # `nodeName` is a replace-on-change input of the provider's VmLegacy (its schema says so).
+    assert moved.by_name("haproxy-ha-pve-k3s-lb-03").inputs["nodeName"] == "r640"
     assert diff["haproxy-ha-pve-image-r640"] == "create" and diff["haproxy-ha-pve-image-r420"] == "delete"
-    # The new VM's id is only known once it exists: a new trigger, so every step reruns on it.
+    # The new VM gets a new id: every step of the node has it among its triggers, so the
+    # engine replaces (reruns) each of them on the new machine.
+    vm = moved.by_name("haproxy-ha-pve-k3s-lb-03")
     for step in ("bootstrap", "install", "file-haproxy-cfg", "apply-haproxy", "apply-keepalived"):
-        assert diff[f"haproxy-ha-k3s-lb-03-{step}"] == "replace", step
+        assert f"{vm.name}-id" in moved.by_name(f"haproxy-ha-k3s-lb-03-{step}").inputs["triggers"], step
     assert not any(k.startswith(("haproxy-ha-k3s-lb-01", "haproxy-ha-k3s-lb-02")) for k in diff)
 
 
@@ -167,7 +169,7 @@ def test_five_nodes_without_code_changes():
     declared = run(cfg)
     assert len(declared.by_type(VM)) == 5
     assert declared.outputs["rolloutOrder"] == ["lb-5", "lb-4", "lb-3", "lb-2", "lb-1"]
-    assert len([r for r in declared.by_type(CMD) if r.name.endswith("apply-keepalived")]) == 5
+    assert len([r for r in declared.steps() if r.name.endswith("apply-keepalived")]) == 5
 
 
 def test_invalid_config_stops_before_any_resource():
@@ -178,7 +180,7 @@ def test_invalid_config_stops_before_any_resource():
 
 
 def test_missing_secret_names_the_key():
-    from lab.program import declare
+    from tests.mocks import declare
     from tests.program_support import SECRET_KEYS
 
     with pytest.raises(Exception, match=r"haproxy-ha:statsPassword: required"):
@@ -190,7 +192,7 @@ def test_the_lab_stack_declares_namespace_nodes_instead_of_vms():
     cfg["haproxy-ha:sshPublicKey"] = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBB lab@test"
     declared = run(cfg, stack="lab")
     assert not declared.by_type(VM) and not declared.by_type(IMAGE)
-    local = {r.name: r.inputs for r in declared.by_type("command:local:Command")}
+    local = {r.name: r.inputs for r in declared.steps() if not r.inputs.get("connection")}
     assert set(local) == {
         "haproxy-ha-lab-net", "haproxy-ha-lab-web-192.0.2.21", "haproxy-ha-lab-web-192.0.2.22",
         "haproxy-ha-lab-node-k3s-lb-01", "haproxy-ha-lab-node-k3s-lb-02", "haproxy-ha-lab-node-k3s-lb-03",
@@ -199,6 +201,8 @@ def test_the_lab_stack_declares_namespace_nodes_instead_of_vms():
     assert "192.0.2.11/24" in local["haproxy-ha-lab-node-k3s-lb-01"]["create"]
     bootstrap = declared.by_name("haproxy-ha-k3s-lb-01-bootstrap").inputs
     assert bootstrap["connection"]["host"] == "192.0.2.11"
+    # SSH goes through the lab's client namespace; the engine stays in this machine's own.
+    assert bootstrap["connection"]["proxyCommand"] == "ip netns exec hha-lab-cl busybox nc %h %p"
     conf = declared.by_name("haproxy-ha-k3s-lb-01-file-keepalived-conf").inputs["stdin"]
     assert "track_file" in conf and "chk_haproxy" in conf
 

@@ -122,7 +122,7 @@ def test_the_single_endpoint_stack_keeps_one_provider_named_as_before():
 
 
 def test_a_host_token_given_with_pulumi_config_set_path_is_a_secret_mapping():
-    from lab.program import declare
+    from tests.mocks import declare
 
     cfg = with_secrets(standalone(stack_config("prod"), {"r730": {"endpoint": "https://r730.lan:8006/"}},
                                   {"r730": TOKEN_730}))

@@ -16,8 +16,8 @@ from components.model import Secrets, build_cluster
 from components.render import render_node
 from components.tls import load_certificate, ticket_keys
 from components.tlsissue import issue, new_ca
-from lab.plan import plan
 from tests.conftest import stack_config, tls_bundle, tls_secrets
+from tests.mocks import changes
 from tests.program_support import run
 
 STATS_PW = "correct horse battery"
@@ -165,10 +165,10 @@ def test_the_program_delivers_bundles_as_secrets_and_previews_only_their_identit
     keys = declared.by_name("haproxy-ha-k3s-lb-01-file-tls-ticket-keys")
     assert "stdin" in keys.secret_inputs and len(keys.inputs["stdin"].splitlines()) == 3
     assert "generation 1" in keys.inputs["create"]
-    assert len(declared.by_type("random:index/randomBytes:RandomBytes")) == 1
+    assert len([r for r in declared.resources if r.kind == "SecretSeedProvider"]) == 1
     state = declared.by_name("haproxy-ha-k3s-lb-01-state")
     assert {"texts", "privateKey"} <= state.secret_inputs, "the node state keeps its files and key secret"
-    for res in declared.by_type("command:remote:Command"):
+    for res in declared.steps():
         assert "PRIVATE KEY" not in res.inputs["create"], res.name
         assert keys.inputs["stdin"].splitlines()[0] not in res.inputs["create"], res.name
 
@@ -180,7 +180,7 @@ def test_a_rotated_certificate_previews_its_new_serial_and_rolls_only_haproxy(ca
     rotated = copy.deepcopy(cfg)
     rotated["haproxy-ha:tlsCertificates"] = {"www": issue(*ca, ["www.haproxy-ha.test", "192.0.2.100"])}
     after = run(rotated, stack="lab")
-    changed = {s.resource.name for s in plan(before, after) if s.op != "same"}
+    changed = set(changes(before, after))
     nodes = ("k3s-lb-01", "k3s-lb-02", "k3s-lb-03")
     steps = ("file-tls-www-pem", "apply-haproxy", "state")
     assert changed == {f"haproxy-ha-{n}-{step}" for n in nodes for step in steps}

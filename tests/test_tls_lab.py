@@ -11,7 +11,7 @@ import sys
 import pytest
 
 from lab import probe, tlsca
-from lab.program import PROJECT_DIR
+from lab.engine import PROJECT_DIR
 from tests.lab_support import SLOTS, holders, needs_lab
 
 pytestmark = needs_lab
