@@ -22,3 +22,4 @@ pulumi.export("statsUrl", cluster.stats_url)
 pulumi.export("nodes", cluster.node_addresses)
 pulumi.export("configHashes", cluster.config_hashes)
 pulumi.export("rolloutOrder", cluster.rollout)
+pulumi.export("hostKeys", cluster.host_keys)  # node -> SSH host key recorded at the first contact

@@ -83,6 +83,8 @@ class HaCluster(pulumi.ComponentResource):
         # What each node reported at the last refresh: VRRP state per instance, drift.
         self.live = {n: h.state.vrrp for n, h in sorted(self.nodes.items())}
         self.drift = {n: h.state.drift for n, h in sorted(self.nodes.items())}
+        # Each node's SSH host key as recorded at the first contact (known_hosts material).
+        self.host_keys = {n: h.host_key.publicKey for n, h in sorted(self.nodes.items())}
         self.rollout = [n.name for n in cluster.rollout_order]
         self.register_outputs(
             {
@@ -93,5 +95,6 @@ class HaCluster(pulumi.ComponentResource):
                 "nodes": self.node_addresses,
                 "configHashes": self.config_hashes,
                 "rolloutOrder": self.rollout,
+                "hostKeys": self.host_keys,
             }
         )

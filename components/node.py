@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 import pulumi
 
+from .hostkey import HostKey
 from .machines import Machine
 from .model import Cluster, Node, content_hash
 from .nodestate import sha256, sshd_block_hash
@@ -64,8 +65,16 @@ class HaNode(pulumi.ComponentResource):
 
         self.config_hash = content_hash(*(identity(f) for f in files))
 
+        # The node's host key, recorded at the first contact; every connection verifies it.
+        self.host_key = HostKey(
+            f"{name}-hostkey", node=node.name, host=machine.address, port=machine.port,
+            proxy_command=machine.proxy_command, dial_attempts=machine.dial_error_limit,
+            triggers=[machine.resource.id],
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[machine.resource]),
+        )
+
         def connection(dial_attempts: int) -> pulumi.Output[dict]:
-            return ssh_connection(machine.address, machine.port, args.private_key,
+            return ssh_connection(node.name, machine.address, machine.port, args.private_key, self.host_key.publicKey,
                                   proxy_command=machine.proxy_command, dial_attempts=dial_attempts)
 
         # A replaced machine is a fresh one: every step must run again on it.
@@ -121,18 +130,20 @@ class HaNode(pulumi.ComponentResource):
         # What is really on the node, read on every refresh; `up` restores what drifted.
         self.state = NodeState(
             f"{name}-state",
-            node_state_props(cluster, node, files, stdin_of, scripts, machine, args.private_key),
+            node_state_props(cluster, node, files, stdin_of, scripts, machine, args.private_key,
+                             self.host_key.publicKey),
             pulumi.ResourceOptions(
                 parent=self,
                 depends_on=[*applies, *([args.state_after] if args.state_after else [])],
                 additional_secret_outputs=["privateKey", "texts"],
             ),
         )
-        self.register_outputs({"address": machine.address, "configHash": self.config_hash})
+        self.register_outputs({"address": machine.address, "configHash": self.config_hash,
+                               "hostKey": self.host_key.publicKey})
 
 
 def node_state_props(cluster: Cluster, node: Node, files: tuple, stdin_of: dict, scripts: dict[str, str],
-                     machine: Machine, private_key: pulumi.Input[str]) -> dict:
+                     machine: Machine, private_key: pulumi.Input[str], host_key: pulumi.Input[str]) -> dict:
     """The NodeState inputs: where the node is, what must be there (paths and hashes), and what
     restores it (the files, secret, and the apply scripts)."""
     services = service_applies(cluster)
@@ -143,8 +154,10 @@ def node_state_props(cluster: Cluster, node: Node, files: tuple, stdin_of: dict,
         {"name": f"apply-{svc.name}", "service": svc.name, "files": [a.name for a in svc.files]} for svc in services
     ]
     return {
+        "node": node.name,
         "host": machine.address,
         "port": machine.port,
+        "hostKey": host_key,
         "proxyCommand": machine.proxy_command,
         "privateKey": pulumi.Output.secret(private_key),
         "interface": cluster.spec.cluster.interface,

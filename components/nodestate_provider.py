@@ -29,8 +29,7 @@ def _desired(props: dict[str, Any]) -> Desired:
 
 
 def _connect(props: dict[str, Any], attempts: int = 1):
-    return ssh.connect(ssh.Target(host=props["host"], port=int(props.get("port", 22)), private_key=props["privateKey"],
-                                  proxy_command=props.get("proxyCommand") or ""), attempts=attempts)
+    return ssh.connect(ssh.Target.from_props(props), attempts=attempts)
 
 
 run = ssh.run
@@ -40,7 +39,9 @@ def read_live(props: dict[str, Any]) -> Live:
     """One SSH round trip: the probe script on stdin, its facts on stdout."""
     try:
         client = _connect(props)
-    except Exception as exc:  # noqa: BLE001 - any failure to reach the node is "unreachable"
+    except ssh.HostKeyMismatch:
+        raise  # not drift to restore: an impostor, or a rebuild to record (see the message)
+    except Exception as exc:  # noqa: BLE001 - any other failure to reach the node is "unreachable"
         return Live(reachable=False, error=f"{type(exc).__name__}: {exc}"[:200])
     try:
         script = probe_script(_desired(props), props["stateDir"], props["interface"])

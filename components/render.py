@@ -48,6 +48,8 @@ class Paths:
     haproxy_down_file: str = "/run/haproxy-down"
     watch_script: str = "/usr/local/sbin/haproxy-watch"
     watch_initd: str = "/etc/init.d/haproxy-watch"
+    # Ours instead of the package's: its `reload` is the master-worker one (templates/haproxy.initd.j2).
+    haproxy_initd: str = "/etc/init.d/haproxy"
     rsyslog_conf: str = "/etc/rsyslog.conf"
     rsyslog_pidfile: str = "/run/rsyslogd.pid"
     logrotate_haproxy: str = "/etc/logrotate.d/haproxy"
@@ -156,6 +158,7 @@ def render_node(
         RenderedFile(
             "logrotate-haproxy", paths.logrotate_haproxy, "0644", render("logrotate-haproxy.j2"), secret=False
         ),
+        RenderedFile("haproxy.initd", paths.haproxy_initd, "0755", render("haproxy.initd.j2"), secret=False),
         RenderedFile("haproxy.cfg", paths.haproxy_cfg, "0640", render("haproxy.cfg.j2"), secret=True),
         RenderedFile(
             "keepalived.conf",
@@ -249,7 +252,8 @@ def service_applies(cluster: Cluster, paths: Paths = PATHS) -> tuple[ServiceAppl
         tls_files += (ApplyFile("tls-ticket-keys", paths.ticket_keys, "0600"),)
     haproxy = ServiceApply(
         name="haproxy",
-        files=(*tls_files, ApplyFile("haproxy.cfg", paths.haproxy_cfg, "0640", "haproxy -dW -c -f")),
+        files=(*tls_files, ApplyFile("haproxy.initd", paths.haproxy_initd, "0755", "sh -n"),
+               ApplyFile("haproxy.cfg", paths.haproxy_cfg, "0640", "haproxy -dW -c -f")),
         pidfile=paths.haproxy_pidfile,
         comm="haproxy",
         # Master-worker reload: new workers take the sockets, old ones finish their connections.

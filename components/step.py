@@ -40,13 +40,15 @@ def _execute(props: dict[str, Any], command: str) -> None:
         target = ssh.Target.from_props(conn)
         try:
             client = ssh.connect(target)
+        except ssh.HostKeyMismatch:
+            raise
         except Exception as exc:  # noqa: BLE001 - the message says what failed
-            raise StepError(f"{target.host}: {exc}") from None
+            raise StepError(f"{target.label}: {exc}") from None
         try:
             code, out, err = ssh.run(client, command, stdin, timeout=float(props.get("timeout") or 900))
         finally:
             client.close()
-        where = target.host
+        where = target.label
     else:
         proc = subprocess.run(["sh", "-c", command], cwd=props.get("dir") or None, input=stdin,
                               capture_output=True, text=True, timeout=float(props.get("timeout") or 900))
@@ -92,8 +94,9 @@ class Step(pulumi.dynamic.Resource):
         super().__init__(StepProvider(), name, props, opts)
 
 
-def ssh_connection(host: str, port: int, private_key: pulumi.Input[str], proxy_command: str = "",
-                   dial_attempts: int = 10) -> pulumi.Output[dict]:
-    """A step's connection: secret as a whole, since it holds the private key."""
-    return pulumi.Output.secret({"host": host, "port": port, "user": "root", "privateKey": private_key,
-                                 "proxyCommand": proxy_command, "dialAttempts": dial_attempts})
+def ssh_connection(node: str, host: str, port: int, private_key: pulumi.Input[str], host_key: pulumi.Input[str],
+                   proxy_command: str = "", dial_attempts: int = 10) -> pulumi.Output[dict]:
+    """A step's connection: secret as a whole, since it holds the private key; the node's
+    recorded host key is verified before anything is sent."""
+    return pulumi.Output.secret({"node": node, "host": host, "port": port, "user": "root", "privateKey": private_key,
+                                 "hostKey": host_key, "proxyCommand": proxy_command, "dialAttempts": dial_attempts})

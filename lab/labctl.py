@@ -7,6 +7,7 @@ Called by the program's `local.Command`s (stdlib only, runs with any python3):
     python3 -m lab.labctl node-up  PREFIX INDEX NAME ADDRESS/PLEN GATEWAY 'PUBLIC KEY'
     python3 -m lab.labctl web-up   PREFIX INDEX ADDRESS/PLEN GATEWAY PORT
     python3 -m lab.labctl node-down|web-down PREFIX INDEX
+    python3 -m lab.labctl node-reboot PREFIX INDEX NAME   (every process ends, /run empties, boot)
     python3 -m lab.labctl net-down PREFIX        (also ends every process in PREFIX's namespaces)
 
 Nothing here touches the host's own network, /etc/ssh, /root/.ssh or services: every link is
@@ -16,6 +17,7 @@ the lab's namespaces are ever signalled.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -182,6 +184,10 @@ def _node_init(node_dir: Path, name: str) -> str:
         busybox syslogd -t
         # As on the Alpine image (openssh-server-pam): the daemon is sshd.pam, /run/sshd.pid.
         /usr/sbin/sshd.pam
+        # A reboot: OpenRC starts the default runlevel, what the program enabled, in its order.
+        if [ "${{1:-}}" = boot ]; then
+            (openrc default > /var/log/openrc-boot.log 2>&1 &)
+        fi
         exec python3 -c '{reaper}'
         """
     ).format(name=name, overlays=overlays, mounts=mounts, reaper=REAPER)
@@ -220,6 +226,12 @@ def node_up(prefix: str, index: str, name: str, address: str, gateway: str, publ
     # Like the Alpine cloud image: no resolver configuration until bootstrap writes one.
     _whiteout(etc / "resolv.conf")
     (etc / "hostname").write_text(f"{name}\n")  # PVE's cloud-init names the VM
+    # Its runlevels hold only what the program enables, as on the image: this machine's own
+    # services (whatever its packages enabled) are hidden from the node.
+    for level in Path("/etc/runlevels").glob("*"):
+        for entry in level.iterdir() if level.is_dir() else ():
+            (etc / "runlevels" / level.name).mkdir(parents=True, exist_ok=True)
+            _whiteout(etc / "runlevels" / level.name / entry.name)
     ssh_dir = etc / "ssh"
     ssh_dir.mkdir(mode=0o755)
     sh("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", f"{name}-host", "-f", str(ssh_dir / "ssh_host_ed25519_key"))
@@ -235,17 +247,47 @@ def node_up(prefix: str, index: str, name: str, address: str, gateway: str, publ
     shutil.copy2("/usr/sbin/sshd", sbin / "sshd.pam")
     init = node_dir / "init.sh"
     init.write_text(_node_init(node_dir, name))
+    # Its boot-time network (what the image's network config would bring up again at boot).
+    (node_dir / "network.json").write_text(json.dumps(
+        {"address": address, "gateway": gateway, "address6": address6, "gateway6": gateway6}))
 
     ns = attach(prefix, f"n{index}", f"n{index}", address, gateway, address6, gateway6)
+    _start(ns, node_dir)
+    print(f"lab node {name}: namespace {ns}, {address}, sshd up")
+
+
+def _start(ns: str, node_dir: Path, *init_args: str) -> None:
+    """PID 1 of the node (init.sh) in fresh mount, PID and UTS namespaces; returns once sshd listens."""
     console = open(node_dir / "console.log", "ab")  # noqa: SIM115 - handed to the child
     proc = subprocess.Popen(
         ["ip", "netns", "exec", ns, "unshare", "--mount", "--pid", "--uts", "--fork", "--mount-proc",
-         "--propagation", "private", "--kill-child", "sh", str(init)],
+         "--propagation", "private", "--kill-child", "sh", str(node_dir / "init.sh"), *init_args],
         stdin=subprocess.DEVNULL, stdout=console, stderr=console, start_new_session=True,
     )
     (node_dir / "unshare.pid").write_text(f"{proc.pid}\n")
     _wait_listening(ns, 22, proc, node_dir / "console.log")
-    print(f"lab node {name}: namespace {ns}, {address}, sshd up")
+
+
+def node_reboot(prefix: str, index: str, name: str) -> None:
+    """A reboot, as faithful as a namespace allows: every process of the node ends at once (no
+    clean shutdown: its VIPs are not released by keepalived), /run starts empty, /etc and /var
+    stay, the interface has only its boot-time addresses, then the node boots: init (mounts,
+    syslog, sshd) and OpenRC's default runlevel."""
+    ns = netns(prefix, f"n{index}")
+    node_dir = lab_dir(prefix) / "nodes" / name
+    kill_namespace_processes(ns)
+    net = json.loads((node_dir / "network.json").read_text())
+    sh("ip", "-n", ns, "link", "set", "eth0", "down")
+    sh("ip", "-n", ns, "addr", "flush", "dev", "eth0")
+    sh("ip", "-n", ns, "addr", "add", net["address"], "dev", "eth0")
+    if net["address6"]:
+        sh("ip", "-n", ns, "-6", "addr", "add", net["address6"], "dev", "eth0")
+    sh("ip", "-n", ns, "link", "set", "eth0", "up")
+    sh("ip", "-n", ns, "route", "replace", "default", "via", net["gateway"])
+    if net["gateway6"]:
+        sh("ip", "-n", ns, "-6", "route", "replace", "default", "via", net["gateway6"])
+    _start(ns, node_dir, "boot")
+    print(f"lab node {name}: rebooted")
 
 
 def _wait_listening(ns: str, port: int, proc: subprocess.Popen, log: Path, seconds: float = 15) -> None:
@@ -296,7 +338,7 @@ def web_down(prefix: str, index: str) -> None:
 
 COMMANDS = {
     "net-up": net_up, "net-down": net_down, "node-up": node_up, "node-down": node_down,
-    "web-up": web_up, "web-down": web_down,
+    "web-up": web_up, "web-down": web_down, "node-reboot": node_reboot,
 }
 
 

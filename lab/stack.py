@@ -120,6 +120,20 @@ class Lab:
         if not (self.state_dir / "backend" / ".pulumi" / "stacks").exists() or \
                 self.pulumi("stack", "ls", "--json", check=False).stdout.find(f'"{self.stack}"') < 0:
             engine.pulumi(self.state_dir, "stack", "init", self.stack)
+            self._adopt_salt()
+
+    def _adopt_salt(self) -> None:
+        """`pulumi stack init` writes the passphrase's salt to Pulumi.<stack>.yaml in the project
+        (it takes no --config-file): a test stack moves it into its own config file."""
+        made = engine.PROJECT_DIR / f"Pulumi.{self.stack}.yaml"
+        if made == self.config_file or not made.exists():
+            return
+        salt = (yaml.safe_load(made.read_text()) or {}).get("encryptionsalt")
+        document = yaml.safe_load(self.config_file.read_text()) or {} if self.config_file.exists() else {}
+        if salt:
+            document["encryptionsalt"] = salt
+        self.config_file.write_text(yaml.safe_dump(document, sort_keys=True))
+        made.unlink()
 
     def _write_config(self, overrides: dict[str, Any] | None) -> dict[str, Any]:
         """A test stack's plain config (base + overrides) in its own file, keeping what `pulumi
@@ -133,6 +147,7 @@ class Lab:
         document: dict[str, Any] = {}
         if self.config_file.exists():
             document = yaml.safe_load(self.config_file.read_text()) or {}
+        # What `pulumi config set --secret` and `stack init` stored there stays: the salt, the secrets.
         kept = {k: v for k, v in (document.get("config") or {}).items() if k not in _plain({k: v})}
         document["config"] = {**merged, **kept}
         self.config_file.write_text(yaml.safe_dump(document, sort_keys=True))
@@ -297,9 +312,13 @@ class Lab:
         return holders
 
     def ssh_argv(self, address: str) -> list[str]:
-        """A person's SSH session to a node, from the lab's client namespace."""
+        """A person's SSH session to a node, from the lab's client namespace, verifying the host
+        keys the stack recorded (`pulumi stack output hostKeys`)."""
+        out = self.outputs()
+        known = self.state_dir / "known_hosts"
+        known.write_text("".join(f"{out['nodes'][n]} {key}\n" for n, key in sorted(out.get("hostKeys", {}).items())))
         return ["ip", "netns", "exec", self.ns("cl"), "ssh", "-i", str(self.state_dir / "id_ed25519"),
-                "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
+                "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes", "-o", f"UserKnownHostsFile={known}",
                 "-o", "LogLevel=ERROR", f"root@{address}"]
 
 

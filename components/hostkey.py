@@ -1,0 +1,49 @@
+"""HostKey: a node's SSH host key, recorded in the stack state at the first contact.
+
+Trust on first use: `create` reads the key the new machine presents (a key exchange, no login,
+nothing sent) and keeps it; every later connection (each Step, each NodeState read and restore)
+verifies it before anything goes out (components/ssh.py). A refresh never re-reads it. The key
+changes only when this resource is replaced: automatically with its machine (a new VM, a new lab
+node), or on purpose with `pulumi up --replace <its URN>` after a rotation.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import pulumi
+from pulumi.dynamic import CreateResult, DiffResult, ResourceProvider, UpdateResult
+
+from . import ssh
+
+
+class HostKeyProvider(ResourceProvider):
+    def create(self, props: dict[str, Any]) -> CreateResult:
+        target = ssh.Target.from_props(props)
+        key = ssh.presented_key(target)
+        outs = {**props, "publicKey": key, "fingerprint": ssh.fingerprint(ssh.parse_public_key(key))}
+        return CreateResult(id_=uuid.uuid4().hex, outs=outs)
+
+    def diff(self, id_: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
+        moved = [k for k in ("host", "port", "triggers") if olds.get(k) != news.get(k)]
+        changed = moved or [k for k in ("proxyCommand", "dialAttempts", "node") if olds.get(k) != news.get(k)]
+        return DiffResult(changes=bool(changed), replaces=moved)
+
+    def update(self, id_: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
+        # How to reach it changed, not the machine: the recorded key stays.
+        return UpdateResult(outs={**news, "publicKey": olds["publicKey"], "fingerprint": olds["fingerprint"]})
+
+
+class HostKey(pulumi.dynamic.Resource):
+    """The host key `node` presented at `host:port` the first time; `publicKey`, `fingerprint`."""
+
+    publicKey: pulumi.Output[str]  # noqa: N815 - the output's name in the state
+    fingerprint: pulumi.Output[str]
+
+    def __init__(self, name: str, *, node: str, host: str, port: int, proxy_command: str = "",
+                 dial_attempts: int = 10, triggers: list[pulumi.Input[Any]] | None = None,
+                 opts: pulumi.ResourceOptions | None = None):
+        props = {"node": node, "host": host, "port": port, "proxyCommand": proxy_command,
+                 "dialAttempts": dial_attempts, "triggers": triggers or [], "publicKey": None, "fingerprint": None}
+        super().__init__(HostKeyProvider(), name, props, opts)

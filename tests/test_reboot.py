@@ -1,0 +1,70 @@
+"""A node reboots and comes back by itself: every service the program enabled starts in a
+working order, the node holds no VIP until its HAProxy serves, with preempt the VIP returns to
+it, and the next preview shows nothing to do. A rebooted backup moves nothing."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import time
+
+from lab import probe
+from lab.engine import PROJECT_DIR
+from tests.lab_support import SLOTS, VIP_URL, holders, needs_lab, node_ns
+
+pytestmark = needs_lab
+
+STATE_LOG = "/var/log/keepalived-state-change.log"
+
+
+def reboot(lab, node: str) -> None:
+    """What `reboot` does to a node, as far as a namespace can (lab/labctl.py node-reboot)."""
+    subprocess.run([sys.executable, "-m", "lab.labctl", "node-reboot", lab.prefix, SLOTS[node].removeprefix("n"),
+                    node], cwd=PROJECT_DIR, check=True, capture_output=True)
+
+
+def state_log(lab, node: str) -> list[str]:
+    return probe.node_exec(node_ns(lab, node), f"cat {STATE_LOG}", check=False).stdout.splitlines()
+
+
+def booted(lab, node: str) -> bool:
+    ns = node_ns(lab, node)
+    return all(probe.main_pids(ns, name) for name in ("rsyslogd", "haproxy", "haproxy-watch", "keepalived")) and \
+        probe.node_exec(ns, "cat /run/haproxy-down", check=False).stdout.strip() == "0"
+
+
+def start_order(lab, node: str) -> list[str]:
+    ns = node_ns(lab, node)
+    ages = {name: probe.age_seconds(probe.main_pids(ns, name)[0])
+            for name in ("rsyslogd", "haproxy", "haproxy-watch", "keepalived")}
+    return sorted(ages, key=lambda n: -ages[n])
+
+
+def test_a_rebooted_backup_comes_back_by_itself_and_nothing_moves(lab):
+    others = {n: len(state_log(lab, n)) for n in SLOTS if n != "k3s-lb-03"}
+    with probe.Load(lab, VIP_URL, workers=2, interval=0.005) as load:
+        reboot(lab, "k3s-lb-03")
+        probe.wait_for(lambda: booted(lab, "k3s-lb-03"), 30, interval=0.2)
+        time.sleep(1)
+        result = load.stop()
+    assert result["failed"] == 0, result
+    assert holders(lab) == ["k3s-lb-01"]
+    assert {n: len(state_log(lab, n)) for n in others} == others, "the other nodes did not change state"
+    assert start_order(lab, "k3s-lb-03") == ["rsyslogd", "haproxy", "haproxy-watch", "keepalived"]
+    lab.preview(expect_no_changes=True)  # no drift on the rebooted node
+
+
+def test_the_rebooted_holder_gets_the_vip_back_only_once_its_haproxy_serves(lab):
+    seen = len(state_log(lab, "k3s-lb-01"))
+    with probe.Load(lab, VIP_URL, workers=2, interval=0.005, timeout=0.5) as load:
+        reboot(lab, "k3s-lb-01")
+        probe.wait_for(lambda: holders(lab) == ["k3s-lb-02"], 10)
+        probe.wait_for(lambda: booted(lab, "k3s-lb-01") and holders(lab) == ["k3s-lb-01"], 30, interval=0.2)
+        time.sleep(1)
+        result = load.stop()
+    after = [re.search(r"is now (\w+)", line).group(1) for line in state_log(lab, "k3s-lb-01")[seen:]]
+    # Booted with the track file failed (init_file 1): FAULT first, MASTER only once HAProxy serves.
+    assert after and after[0] == "FAULT" and after[-1] == "MASTER", after
+    assert len(result["outages"]) <= 2 and max(result["outages"], default=0) < 1.5, result
+    lab.preview(expect_no_changes=True)
