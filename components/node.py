@@ -75,7 +75,7 @@ class HaNode(pulumi.ComponentResource):
 
         def connection(dial_attempts: int) -> pulumi.Output[dict]:
             return ssh_connection(node.name, machine.address, machine.port, args.private_key, self.host_key.publicKey,
-                                  proxy_command=machine.proxy_command, dial_attempts=dial_attempts)
+                                  self.host_key.urn, proxy_command=machine.proxy_command, dial_attempts=dial_attempts)
 
         # A replaced machine is a fresh one: every step must run again on it.
         triggers = [machine.resource.id, *([args.ticket_seed.id] if args.ticket_seed else [])]
@@ -131,7 +131,7 @@ class HaNode(pulumi.ComponentResource):
         self.state = NodeState(
             f"{name}-state",
             node_state_props(cluster, node, files, stdin_of, scripts, machine, args.private_key,
-                             self.host_key.publicKey),
+                             self.host_key),
             pulumi.ResourceOptions(
                 parent=self,
                 depends_on=[*applies, *([args.state_after] if args.state_after else [])],
@@ -143,7 +143,7 @@ class HaNode(pulumi.ComponentResource):
 
 
 def node_state_props(cluster: Cluster, node: Node, files: tuple, stdin_of: dict, scripts: dict[str, str],
-                     machine: Machine, private_key: pulumi.Input[str], host_key: pulumi.Input[str]) -> dict:
+                     machine: Machine, private_key: pulumi.Input[str], host_key: HostKey) -> dict:
     """The NodeState inputs: where the node is, what must be there (paths and hashes), and what
     restores it (the files, secret, and the apply scripts)."""
     services = service_applies(cluster)
@@ -157,7 +157,8 @@ def node_state_props(cluster: Cluster, node: Node, files: tuple, stdin_of: dict,
         "node": node.name,
         "host": machine.address,
         "port": machine.port,
-        "hostKey": host_key,
+        "hostKey": host_key.publicKey,
+        "hostKeyUrn": host_key.urn,
         "proxyCommand": machine.proxy_command,
         "privateKey": pulumi.Output.secret(private_key),
         "interface": cluster.spec.cluster.interface,

@@ -30,13 +30,15 @@ class Target:
     # (components/hostkey.py), which records it.
     host_key: str = ""
     node: str = ""  # the node's name, for errors
+    host_key_urn: str = ""  # the resource that holds the key: what a rotation replaces
 
     @classmethod
     def from_props(cls, conn: dict[str, Any]) -> Target:
         return cls(host=conn["host"], port=int(conn.get("port", 22)), private_key=conn.get("privateKey") or "",
                    user=conn.get("user", "root"), proxy_command=conn.get("proxyCommand") or "",
                    dial_attempts=int(conn.get("dialAttempts", 10)), dial_timeout=float(conn.get("dialTimeout", 10)),
-                   host_key=conn.get("hostKey") or "", node=conn.get("node") or "")
+                   host_key=conn.get("hostKey") or "", node=conn.get("node") or "",
+                   host_key_urn=conn.get("hostKeyUrn") or "")
 
     @property
     def label(self) -> str:
@@ -112,7 +114,8 @@ def connect(target: Target, attempts: int | None = None):
             raise HostKeyMismatch(
                 f"{target.label}: host key changed: expected {fingerprint(exc.expected_key)}, presented "
                 f"{fingerprint(exc.key)}; nothing was sent. If the node was rebuilt or its key rotated on "
-                "purpose, record the new key: pulumi up --replace <the node's hostkey resource URN>") from None
+                f"purpose, record the new key: pulumi up --refresh=false --replace "
+                f"'{target.host_key_urn or '<the node hostkey URN>'}'") from None
         except paramiko.AuthenticationException:
             client.close()
             raise

@@ -95,8 +95,10 @@ class Step(pulumi.dynamic.Resource):
 
 
 def ssh_connection(node: str, host: str, port: int, private_key: pulumi.Input[str], host_key: pulumi.Input[str],
-                   proxy_command: str = "", dial_attempts: int = 10) -> pulumi.Output[dict]:
+                   host_key_urn: pulumi.Input[str], proxy_command: str = "", dial_attempts: int = 10
+                   ) -> pulumi.Output[dict]:
     """A step's connection: secret as a whole, since it holds the private key; the node's
     recorded host key is verified before anything is sent."""
     return pulumi.Output.secret({"node": node, "host": host, "port": port, "user": "root", "privateKey": private_key,
-                                 "hostKey": host_key, "proxyCommand": proxy_command, "dialAttempts": dial_attempts})
+                                 "hostKey": host_key, "hostKeyUrn": host_key_urn, "proxyCommand": proxy_command,
+                                 "dialAttempts": dial_attempts})

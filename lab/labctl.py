@@ -46,6 +46,21 @@ REAPER = (
 )
 # Debian 12 ships rsyslog for systemd only; the node gets an OpenRC service like Alpine's
 # (aports main/rsyslog/rsyslog.initd), so `rc-service rsyslog start` works on both.
+# The image's `networking` service (ifupdown-ng) provides `net`, which haproxy's script needs;
+# a lab node's interface is configured by labctl instead, so this stand-in only provides it.
+NETWORKING_INITD = """#!/sbin/openrc-run
+# lab node: its interface is configured by the lab (lab/labctl.py); this stands in for the
+# image's networking service, which provides `net`.
+description="lab: the network the lab configured"
+
+depend() {
+    provide net
+}
+
+start() {
+    return 0
+}
+"""
 RSYSLOG_INITD = """#!/sbin/openrc-run
 # lab node: the OpenRC service Alpine's rsyslog package ships (Debian 12 has none).
 command=/usr/sbin/rsyslogd
@@ -167,6 +182,8 @@ def _node_init(node_dir: Path, name: str) -> str:
         mkdir -p /run/openrc && cd /run/openrc
         mkdir daemons exclusive failed hotplugged inactive options scheduled started starting stopping tmp wasinactive
         echo default > softlevel && cd /
+        # The boot runlevel is done: the network (the lab's stand-in for networking) is up.
+        ln -s /etc/init.d/networking /run/openrc/started/networking
         # A /dev of its own: its /dev/log is the node's syslog, never the host's.
         mount -t tmpfs -o mode=0755,nosuid tmpfs /dev
         mknod -m 666 /dev/null c 1 3; mknod -m 666 /dev/zero c 1 5; mknod -m 666 /dev/full c 1 7
@@ -241,6 +258,11 @@ def node_up(prefix: str, index: str, name: str, address: str, gateway: str, publ
     (etc / "init.d").mkdir(mode=0o755)
     (etc / "init.d" / "rsyslog").write_text(RSYSLOG_INITD)
     (etc / "init.d" / "rsyslog").chmod(0o755)
+    (etc / "init.d" / "networking").write_text(NETWORKING_INITD)
+    (etc / "init.d" / "networking").chmod(0o755)
+    (etc / "runlevels" / "boot").mkdir(parents=True, exist_ok=True)
+    (etc / "runlevels" / "boot" / "networking").unlink(missing_ok=True)
+    (etc / "runlevels" / "boot" / "networking").symlink_to("/etc/init.d/networking")
     # sshd exists only as sshd.pam, the name openssh-server-pam gives it on Alpine.
     sbin = node_dir / "usr-sbin"
     _whiteout(sbin / "sshd")

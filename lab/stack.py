@@ -232,7 +232,7 @@ class Lab:
         self.configure(config)
         return self.pulumi("preview", *(["--diff"] if diff else []), check=False).stdout
 
-    def up(self, config: dict[str, Any] | None = None, replace: tuple[str, ...] = ()) -> Outcome:
+    def up(self, config: dict[str, Any] | None = None, replace: tuple[str, ...] = (), refresh: bool = True) -> Outcome:
         missing = missing_packages()
         if missing:  # a node would install them with apt into the host's /usr: refuse instead
             raise LabError(f"the lab needs these Debian packages on this machine: {' '.join(missing)} "
@@ -242,13 +242,13 @@ class Lab:
         urns = [urn for pattern in replace for urn in self.urns(pattern)]
         events = self.state_dir / "events.jsonl"
         events.unlink(missing_ok=True)
-        args = ["up", "--yes", "--skip-preview", "--event-log", str(events),
+        args = ["up", "--yes", "--skip-preview", "--event-log", str(events), *([] if refresh else ["--refresh=false"]),
                 *[a for urn in urns for a in ("--replace", urn)]]
         proc = self.pulumi(*args, check=False)
-        executed = _executed(events)
+        executed, failures = _executed(events), _failures(events)
         events.unlink(missing_ok=True)
         if proc.returncode != 0:
-            raise LabError(f"pulumi up failed:\n{_errors(proc.stdout + proc.stderr)}")
+            raise LabError(f"pulumi up failed:\n{failures or _errors(proc.stdout + proc.stderr)}")
         return Outcome(self.outputs(), time.monotonic() - started, proc.stdout, executed)
 
     def outputs(self) -> dict[str, Any]:
@@ -351,6 +351,23 @@ def _executed(events: Path) -> list[str]:
     return names
 
 
+def _failures(events: Path) -> str:
+    """`NAME: message` for each resource the engine reported an error on (its event log)."""
+    found: list[str] = []
+    for line in events.read_text().splitlines() if events.exists() else ():
+        try:
+            diag = json.loads(line).get("diagnosticEvent")
+        except json.JSONDecodeError:
+            continue
+        if not diag or diag.get("severity") != "error" or not diag.get("urn"):
+            continue
+        text = f"  {_name(diag['urn'])} (x):\n" + "\n".join("    " + x for x in diag.get("message", "").splitlines())
+        entry = _errors("Diagnostics:\n" + text)
+        if entry not in found:
+            found.append(entry)
+    return "\n".join(found)
+
+
 def _secure(value: Any) -> bool:
     return isinstance(value, dict) and "secure" in value
 
@@ -378,13 +395,14 @@ def _errors(text: str) -> str:
     found: list[str] = []
     resource, message, collecting = "", [], False
     for line in [*lines, "  end (end):"]:
-        block = re.match(r"^  \S+ \((.+)\):$", line)
+        block = re.match(r"^  (\S+) \((.+)\):$", line)
         if block:
             if resource and message:
                 found.append(f"{resource}: " + "\n".join(message).strip())
-            resource, message, collecting = block.group(1), [], False
+            # The engine's Diagnostics name the resource in brackets; ours put it first.
+            resource, message, collecting = block.group(2) if block.group(2) != "x" else block.group(1), [], False
             continue
-        raised = re.match(r"^\s*(?:[\w.]+\.)?(\w*(?:Error|Exception)): (.*)$", line)
+        raised = re.match(r"^\s*((?:\w+\.)*[A-Z]\w*): (.*)$", line)  # `module.ClassName: message`
         if raised and not line.strip().startswith("error:"):
             message, collecting = [raised.group(2)], True  # the last exception of the traceback
         elif collecting and line.strip():
