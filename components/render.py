@@ -50,6 +50,7 @@ class Paths:
     watch_initd: str = "/etc/init.d/haproxy-watch"
     # Ours instead of the package's: its `reload` is the master-worker one (templates/haproxy.initd.j2).
     haproxy_initd: str = "/etc/init.d/haproxy"
+    keepalived_initd: str = "/etc/init.d/keepalived"
     rsyslog_conf: str = "/etc/rsyslog.conf"
     rsyslog_pidfile: str = "/run/rsyslogd.pid"
     logrotate_haproxy: str = "/etc/logrotate.d/haproxy"
@@ -171,6 +172,7 @@ def render_node(
         RenderedFile(
             "haproxy-watch.initd", paths.watch_initd, "0755", render("haproxy-watch.initd.j2"), secret=False
         ),
+        RenderedFile("keepalived.initd", paths.keepalived_initd, "0755", render("keepalived.initd.j2"), secret=False),
         RenderedFile("notify.sh", paths.notify_script, "0755", render("notify.sh.j2"), secret=False),
         RenderedFile(
             "check_haproxy.sh", paths.check_script, "0755", render("scripts/check_haproxy.sh.j2"), secret=False
@@ -277,6 +279,7 @@ def service_applies(cluster: Cluster, paths: Paths = PATHS) -> tuple[ServiceAppl
     keepalived = ServiceApply(
         name="keepalived",
         files=(
+            ApplyFile("keepalived.initd", paths.keepalived_initd, "0755", "sh -n"),
             ApplyFile("notify.sh", paths.notify_script, "0755", "sh -n"),
             ApplyFile("check_haproxy.sh", paths.check_script, "0755", "sh -n"),
             ApplyFile("keepalived.conf", paths.keepalived_conf, "0640", "keepalived -t -f"),

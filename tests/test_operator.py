@@ -5,12 +5,16 @@ serving. Behaviour, not timing: bench/lab_bench.py measures the outages."""
 
 from __future__ import annotations
 
+import copy
+import threading
 import time
 
 from lab import probe
 from tests.lab_support import SLOTS, VIP_URL, holders, needs_lab, node_ns
 
 pytestmark = needs_lab
+
+NODES_AT = {"k3s-lb-01": "192.0.2.11", "k3s-lb-02": "192.0.2.12", "k3s-lb-03": "192.0.2.13"}
 
 
 def transitions(lab) -> dict[str, int]:
@@ -19,6 +23,10 @@ def transitions(lab) -> dict[str, int]:
 
 def rc(lab, node: str, command: str, check: bool = True):
     return probe.node_exec(node_ns(lab, node), f"rc-service {command}", check=check)
+
+
+def vrrp_state(lab, node: str) -> str:
+    return probe.node_exec(node_ns(lab, node), "cat /run/haproxy-ha/vrrp-state", check=False).stdout.strip()
 
 
 def back_to_normal(lab) -> None:
@@ -85,11 +93,66 @@ def test_a_stop_moves_nothing_on_a_backup_and_the_vip_on_the_holder(lab):
     moved = {n for n, count in transitions(lab).items() if count != before[n]}
     assert moved <= {"k3s-lb-03"}, f"only the stopped backup changes state (to FAULT): {moved}"
     rc(lab, "k3s-lb-03", "haproxy start")
+    probe.wait_for(lambda: vrrp_state(lab, "k3s-lb-03") == "BACKUP", 10)
 
     rc(lab, "k3s-lb-01", "haproxy stop")
     probe.wait_for(lambda: holders(lab) == ["k3s-lb-02"], 10)
     assert probe.http_get(lab, VIP_URL, 1)[0] == 200
     rc(lab, "k3s-lb-01", "haproxy start")
+    back_to_normal(lab)
+    probe.wait_for(lambda: vrrp_state(lab, "k3s-lb-02") == "BACKUP", 10)
+
+
+class Holders:
+    """Who holds the VIP, sampled every few ms while it runs: a moment with no holder or with
+    two is what a client (or a switch's ARP cache) would notice."""
+
+    def __init__(self, lab):
+        self.lab, self.seen, self.stop = lab, [], threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self.stop.is_set():
+            self.seen.append(tuple(holders(self.lab)))
+            time.sleep(0.005)
+
+    def __enter__(self) -> Holders:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop.set()
+        self.thread.join()
+
+
+def test_keepalived_reloads_on_the_holder_move_nothing_and_never_leave_zero_or_two_holders(lab):
+    before = transitions(lab)
+    ns = node_ns(lab, "k3s-lb-01")
+    with probe.Load(lab, VIP_URL, workers=2, interval=0.005) as load, Holders(lab) as seen:
+        for _ in range(5):
+            rc(lab, "k3s-lb-01", "keepalived reload")
+            time.sleep(1)
+        for _ in range(5):  # what our own apply step sends, and what a person's `kill -HUP` does
+            (parent,) = probe.main_pids(ns, "keepalived")
+            probe.os.kill(parent, probe.signal.SIGHUP)
+            time.sleep(1)
+        result = load.stop()
+    assert set(seen.seen) == {("k3s-lb-01",)}, sorted(set(seen.seen))
+    assert transitions(lab) == before and result["failed"] == 0, result
+    (parent,) = probe.main_pids(ns, "keepalived")
+    assert len(probe.children(ns, parent)) == 1, "one VRRP process, as before the reloads"
+
+
+def test_a_keepalived_restart_on_the_holder_moves_the_vip_at_most_away_and_back(lab):
+    with Holders(lab) as seen:
+        rc(lab, "k3s-lb-01", "keepalived restart")
+        probe.wait_for(lambda: holders(lab) == ["k3s-lb-01"], 20)
+        time.sleep(1)
+    # A stopping keepalived releases the VIP before the backup takes it: moments with no holder
+    # between two holders are that handover (the failover outage), not a move.
+    held = [h for h in seen.seen if h]
+    changes = [h for i, h in enumerate(held) if i == 0 or h != held[i - 1]]
+    assert changes in ([("k3s-lb-01",)], [("k3s-lb-01",), ("k3s-lb-02",), ("k3s-lb-01",)]), changes
     back_to_normal(lab)
 
 
@@ -101,3 +164,29 @@ def test_restarting_haproxy_watch_moves_nothing(lab):
         time.sleep(3)
         result = load.stop()
     assert transitions(lab) == before and result["failed"] == 0, result
+
+
+def test_a_keepalived_change_rolled_out_by_pulumi_up_moves_only_what_it_asks(lab):
+    """A priority changed and a VIP group added, on every node, under load: the existing VIP
+    stays where it is throughout, the new one lands on its node, no request fails."""
+    cfg = copy.deepcopy(lab.base_config)
+    cluster = cfg["haproxy-ha:cluster"]
+    cluster["nodes"][2]["priority"] = 120
+    cluster["vips"] = [{"name": "vip", "virtualRouterId": cluster.pop("virtualRouterId"),
+                        "addresses": [cluster.pop("vip")]},
+                       {"name": "extra", "virtualRouterId": 52, "addresses": ["192.0.2.101/24"],
+                        "preferred": "k3s-lb-02"}]
+    try:
+        with probe.Load(lab, VIP_URL, workers=2, interval=0.005) as load, Holders(lab) as seen:
+            outcome = lab.up(cfg)
+            time.sleep(1)
+            result = load.stop()
+        applies = [n for n in outcome.executed if n.endswith("apply-keepalived")]
+        assert applies == [f"haproxy-ha-{n}-apply-keepalived" for n in ("k3s-lb-03", "k3s-lb-02", "k3s-lb-01")]
+        assert set(seen.seen) == {("k3s-lb-01",)}, sorted(set(seen.seen))
+        assert result["failed"] == 0, result
+        probe.wait_for(lambda: lab.vip_holders("192.0.2.101", NODES_AT) == ["k3s-lb-02"], 10)
+    finally:
+        lab.up(lab.base_config)
+    back_to_normal(lab)
+    assert lab.vip_holders("192.0.2.101", NODES_AT) == []
