@@ -67,3 +67,4 @@ bench: setup
 	$(PY) bench/eval_time.py
 	$(PY) bench/lab_bench.py
 	$(PY) bench/aa_bench.py
+	$(PY) bench/operator_bench.py
