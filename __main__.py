@@ -3,7 +3,7 @@
 import pulumi
 
 from components.cluster import HaCluster, HaClusterArgs
-from components.errors import ConfigError
+from components.config.errors import ConfigError
 from components.settings import load_settings
 
 try:

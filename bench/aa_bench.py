@@ -20,7 +20,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from lab import probe  # noqa: E402
+from lab.kit import probe  # noqa: E402
 from lab.stack import Lab  # noqa: E402
 from tests.conftest import stack_config  # noqa: E402
 

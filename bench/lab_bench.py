@@ -26,7 +26,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from lab import probe, tlsca  # noqa: E402
+from lab import tlsca  # noqa: E402
+from lab.kit import probe  # noqa: E402
 from lab.stack import Lab  # noqa: E402
 from tests.conftest import stack_config  # noqa: E402
 
@@ -96,7 +97,7 @@ def cpu_saturated(lab: Lab) -> tuple[int, int]:
 
 def tls_handshakes(lab: Lab, resume: bool) -> float:
     """Handshakes per second one client thread completes through the VIP (ECDSA P-256)."""
-    argv = ["ip", "netns", "exec", lab.ns("cl"), sys.executable, "-m", "lab.tlsclient", "handshakes",
+    argv = ["ip", "netns", "exec", lab.ns("cl"), sys.executable, "-m", "lab.kit.tlsclient", "handshakes",
             "192.0.2.100", "443", "--cafile", str(tlsca.ca_paths(lab.tls_dir)[0]), "--seconds", "3"]
     out = subprocess.run([*argv, *(["--resume"] if resume else [])], cwd=ROOT, capture_output=True, text=True,
                          check=True)

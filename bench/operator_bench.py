@@ -22,7 +22,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from lab import probe  # noqa: E402
+from lab.kit import probe  # noqa: E402
 from lab.stack import Lab  # noqa: E402
 from tests.conftest import stack_config  # noqa: E402
 

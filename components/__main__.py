@@ -10,12 +10,11 @@ import sys
 import time
 from pathlib import Path
 
-from .daemons13 import DEFAULT_ROOT, ROOT_ENV, RootBuildError, ensure_root
-from .errors import ConfigError
-from .model import Cluster, build_cluster
-from .render import RenderedFile, placeholder_ticket_keys, render_cluster, render_scripts
-from .stackfile import PROJECT_DIR, SECRET_ENV, TLS_DIR_ENV, read_stack
-from .validate import (
+from .config.errors import ConfigError
+from .config.vridcheck import check_vrids, other_stacks
+from .files.daemons13 import DEFAULT_ROOT, ROOT_ENV, RootBuildError, ensure_root
+from .files.render import RenderedFile, placeholder_ticket_keys, render_cluster, render_scripts
+from .files.validate import (
     HOST,
     CheckResult,
     Daemons,
@@ -28,7 +27,8 @@ from .validate import (
     check_shell,
     debian13,
 )
-from .vridcheck import check_vrids, other_stacks
+from .model.model import Cluster, build_cluster
+from .stackfile import PROJECT_DIR, SECRET_ENV, TLS_DIR_ENV, read_stack
 
 ALSO_DEBIAN13_HELP = (
     "also check haproxy.cfg and keepalived.conf with Debian 13's HAProxy 3.0 and keepalived 2.3 "

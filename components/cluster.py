@@ -6,11 +6,11 @@ from dataclasses import dataclass
 
 import pulumi
 
+from .config.tls import ticket_keys
 from .machines import Machine
 from .node import HaNode, HaNodeArgs
 from .seed import SecretSeed
 from .settings import Settings
-from .tls import ticket_keys
 
 
 @dataclass(frozen=True)

@@ -15,8 +15,8 @@ from pathlib import Path
 import pulumi
 
 from .machines import Machine
-from .model import Cluster
-from .step import Step
+from .model.model import Cluster
+from .remote.step import Step
 
 PROJECT_DIR = str(Path(__file__).resolve().parent.parent)
 

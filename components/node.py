@@ -8,13 +8,22 @@ from dataclasses import dataclass
 
 import pulumi
 
-from .hostkey import HostKey
+from .files.render import (
+    PATHS,
+    SSHD_BLOCK,
+    render_node,
+    render_probe,
+    render_scripts,
+    service_applies,
+    stage_command,
+    ticket_keys_file,
+)
 from .machines import Machine
-from .model import Cluster, Node, content_hash
-from .nodestate import sha256, sshd_block_hash
-from .nodestate_provider import NodeState
-from .render import PATHS, SSHD_BLOCK, render_node, render_scripts, service_applies, stage_command, ticket_keys_file
-from .step import Step, ssh_connection
+from .model.model import Cluster, Node, content_hash
+from .nodestate.live import sha256, sshd_block_hash
+from .nodestate.provider import NodeState
+from .remote.hostkey import HostKey
+from .remote.step import Step, ssh_connection
 
 
 @dataclass(frozen=True)
@@ -170,6 +179,8 @@ def node_state_props(cluster: Cluster, node: Node, files: tuple, stdin_of: dict,
                       "files": [a.name for a in svc.files], "worker": svc.child_serves}
                      for svc in services],
         "sshdBlock": sshd_block_hash(SSHD_BLOCK),
+        # The read-only probe a refresh runs (the apply scripts' shell library, rendered).
+        "probe": render_probe(cluster, node, files),
         "steps": steps,
         "scripts": {"bootstrap": scripts["bootstrap.sh"],
                     **{f"apply-{svc.name}": scripts[f"apply-{svc.name}.sh"] for svc in services}},

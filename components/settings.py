@@ -9,12 +9,12 @@ from typing import Any
 import pulumi
 from pulumi.runtime import config as runtime_config
 
-from .errors import PROJECT, ConfigError
-from .model import Cluster, Secrets, build_cluster
-from .proxmox import PveAccess, parse_tokens, resolve
+from .config.errors import PROJECT, ConfigError
+from .config.proxmox import PveAccess, parse_tokens, resolve
+from .config.tls import parse_bundles
+from .config.vridcheck import check_vrids, other_stacks
+from .model.model import Cluster, Secrets, build_cluster
 from .stackfile import PROJECT_DIR
-from .tls import parse_bundles
-from .vridcheck import check_vrids, other_stacks
 
 OBJECT_KEYS = ("cluster", "vm", "haproxy", "proxmoxHosts")
 

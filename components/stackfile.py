@@ -14,10 +14,10 @@ from typing import Any
 
 import yaml
 
-from .errors import PROJECT, ConfigError
-from .model import Secrets
-from .tls import names_in_config
-from .tlsissue import placeholder
+from .config.errors import PROJECT, ConfigError
+from .config.tls import names_in_config
+from .files.tlsissue import placeholder
+from .model.model import Secrets
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 SECRET_ENV = {

@@ -9,9 +9,9 @@ import pulumi
 import pulumi_proxmoxve as proxmoxve
 from pulumi_proxmoxve import download
 
+from .config.proxmox import DEFAULT, PveAccess
 from .machines import Machine
-from .model import Cluster
-from .proxmox import DEFAULT, PveAccess
+from .model.model import Cluster
 
 
 @dataclass(frozen=True)

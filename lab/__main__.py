@@ -15,8 +15,8 @@ import subprocess
 import sys
 import time
 
-from components.errors import ConfigError
-from components.tls import names_in_config
+from components.config.errors import ConfigError
+from components.config.tls import names_in_config
 
 from . import engine, tlsca
 from .stack import Lab, LabError

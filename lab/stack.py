@@ -22,7 +22,7 @@ from typing import Any
 
 import yaml
 
-from components.errors import PROJECT
+from components.config.errors import PROJECT
 from components.labnode import lab_prefix
 
 from . import engine, labctl, tlsca
@@ -197,7 +197,7 @@ class Lab:
     def configure(self, overrides: dict[str, Any] | None = None) -> None:
         """Check the config (one error naming the key, before anything exists), then the stack,
         its config file and its secrets."""
-        from components.schema import load_stack
+        from components.config.schema import load_stack
 
         load_stack({**self.base_config, **(overrides or {})})
         self._ensure_stack()
@@ -295,9 +295,9 @@ class Lab:
         return f"{self.prefix}-{role}"
 
     def node_ns(self, address: str) -> str:
+        from components.config.schema import load_stack
         from components.labnode import host_slot
-        from components.model import Cluster, Secrets
-        from components.schema import load_stack
+        from components.model.model import Cluster, Secrets
 
         cluster = Cluster(self.stack, load_stack(self.base_config), Secrets("x" * 8))
         return self.ns("n" + host_slot(cluster, address))
@@ -414,7 +414,7 @@ def _errors(text: str) -> str:
 
 def missing_packages() -> list[str]:
     """Packages the nodes' install step expects; lab nodes share this machine's /usr."""
-    from components.model import PACKAGES
+    from components.model.model import PACKAGES
 
     out = []
     for package in PACKAGES:

@@ -7,9 +7,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from components.errors import PROJECT
-from components.tls import names_in_config
-from components.tlsissue import issue, new_ca
+from components.config.errors import PROJECT
+from components.config.tls import names_in_config
+from components.files.tlsissue import issue, new_ca
 
 DOMAIN = "haproxy-ha.test"
 

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from components.model import Secrets
-from components.tls import names_in_config
-from components.tlsissue import issue, new_ca
+from components.config.tls import names_in_config
+from components.files.tlsissue import issue, new_ca
+from components.model.model import Secrets
 
 ROOT = Path(__file__).resolve().parent.parent
 # How many configs the daemons checked in this run (reported at the end of the session).

@@ -11,7 +11,7 @@ from contextlib import contextmanager
 
 import pytest
 
-from lab import probe
+from lab.kit import probe
 from lab.stack import Lab
 from tests.conftest import stack_config
 

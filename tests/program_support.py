@@ -7,7 +7,7 @@ import tempfile
 from functools import cache
 from pathlib import Path
 
-from components.tls import names_in_config
+from components.config.tls import names_in_config
 from tests.conftest import stack_config, tls_bundle
 from tests.mocks import Declaration, declare
 

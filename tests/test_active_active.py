@@ -8,7 +8,7 @@ import uuid
 
 import pytest
 
-from lab import probe
+from lab.kit import probe
 from lab.stack import Lab
 from tests.conftest import stack_config
 from tests.lab_support import needs_lab, outputs

@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 
 from components import daemons13
-from components.model import build_cluster
-from components.render import RenderedFile, placeholder_ticket_keys, render_cluster
+from components.files.render import RenderedFile, placeholder_ticket_keys, render_cluster
+from components.files.validate import Daemons, check_haproxy, check_keepalived, debian13
+from components.model.model import build_cluster
 from components.stackfile import list_stacks, read_stack
-from components.validate import Daemons, check_haproxy, check_keepalived, debian13
 from tests.conftest import VALIDATED, requires_root, tls_secrets
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -7,7 +7,7 @@ from __future__ import annotations
 import subprocess
 import time
 
-from lab import probe
+from lab.kit import probe
 from tests.lab_support import SLOTS, holders, needs_lab, node_ns, node_states
 
 pytestmark = needs_lab

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from lab import probe
+from lab.kit import probe
 from tests.lab_support import SLOTS, VIP_URL, holders, needs_lab, node_ns
 
 pytestmark = needs_lab

@@ -9,7 +9,7 @@ import subprocess
 
 import pytest
 
-from lab import probe
+from lab.kit import probe
 from lab.stack import LabError
 from tests.lab_support import SLOTS, holders, needs_lab, node_ns
 

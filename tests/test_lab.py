@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-import components.render
-from lab import probe
+import components.files.render
+from lab.kit import probe
 from lab.stack import LabError
 from tests.conftest import stack_config
 from tests.lab_support import SLOTS as NODES
@@ -155,7 +155,7 @@ def test_rolling_change_under_load_backups_first_zero_failed_requests(lab):
 def broken_templates(tmp_path, monkeypatch):
     """A template directory whose haproxy.cfg the model accepts but the node's haproxy may not."""
     copy_dir = tmp_path / "templates"
-    shutil.copytree(components.render.TEMPLATES, copy_dir)
+    shutil.copytree(components.files.render.TEMPLATES, copy_dir)
     # The program runs in the engine's language host: it finds the copy through the environment.
     monkeypatch.setenv("HAPROXY_HA_TEMPLATES", str(copy_dir))
 

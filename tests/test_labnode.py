@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from lab import labctl, probe
+from lab import labctl
+from lab.kit import probe
 from tests.lab_support import needs_lab
 
 pytestmark = needs_lab

@@ -7,7 +7,8 @@ from __future__ import annotations
 import copy
 import subprocess
 
-from lab import labctl, probe
+from lab import labctl
+from lab.kit import probe
 from tests.lab_support import VIP_URL, holders, needs_lab, new_lab
 
 pytestmark = needs_lab

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from components.errors import ConfigError
-from components.model import Secrets, build_cluster
+from components.config.errors import ConfigError
+from components.model.model import Secrets, build_cluster
 
 C, H = "haproxy-ha:cluster", "haproxy-ha:haproxy"
 SECRETS = Secrets("correct horse battery")

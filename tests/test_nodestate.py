@@ -8,8 +8,8 @@ import subprocess
 
 import pytest
 
-from components.nodestate import Desired, Live, ServiceWant, drift, parse_probe, probe_script, sshd_block_hash
-from components.render import SSHD_BLOCK
+from components.files.render import SSHD_BLOCK
+from components.nodestate.live import Desired, Live, ServiceWant, drift, parse_probe, sshd_block_hash
 from tests.program_support import run
 
 DESIRED = Desired(
@@ -62,14 +62,25 @@ def test_the_probe_output_parses():
 
 @pytest.mark.skipif(not shutil.which("shellcheck"), reason="shellcheck not installed (make setup)")
 def test_the_probe_is_posix_sh_and_only_reads(tmp_path):
-    script = probe_script(DESIRED, "/run/haproxy-ha", "eth0")
+    from components.files.render import render_node, render_probe
+    from components.model.model import build_cluster
+    from tests.conftest import stack_config, tls_secrets
+
+    cfg = stack_config("lab")
+    cluster = build_cluster("lab", cfg, tls_secrets(cfg, "x" * 12))
+    node = cluster.nodes[0]
+    script = render_probe(cluster, node, render_node(cluster, node))
     path = tmp_path / "probe.sh"
     path.write_text(script)
     for argv in (["busybox", "sh", "-n", str(path)], ["shellcheck", "--shell=sh", "-S", "warning", str(path)]):
         proc = subprocess.run(argv, capture_output=True, text=True)
         assert proc.returncode == 0, proc.stdout + proc.stderr
-    for writes in (" > ", ">>", "rm ", "mv ", "rc-update add", "kill", "sed -i"):
-        assert writes not in script, writes
+    # Only reads: the shared library defines helpers that write (log to stderr, with_block
+    # prints), but the probe's own lines never redirect into a file, move, kill or enable.
+    body = script.split("# --- end of library ---", 1)[1]
+    for writes in (" > /", ">>", "rm ", "mv ", "rc-update add", "kill", "sed -i", "svc "):
+        assert writes not in body, writes
+    assert 'echo "file haproxy.cfg' in body and 'main_pid "/run/haproxy.pid" "haproxy"' in body
 
 
 def test_the_program_declares_one_node_state_per_node_in_rolling_order():

@@ -9,7 +9,7 @@ import copy
 import threading
 import time
 
-from lab import probe
+from lab.kit import probe
 from tests.lab_support import SLOTS, VIP_URL, holders, needs_lab, node_ns
 
 pytestmark = needs_lab

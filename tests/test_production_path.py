@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from components.errors import ConfigError
-from components.model import build_cluster
-from components.render import PATHS, render_node, render_scripts
+from components.config.errors import ConfigError
+from components.files.render import PATHS, render_node, render_scripts
+from components.model.model import build_cluster
 from tests.conftest import stack_config, tls_secrets
 
 STATS_PW = "correct horse battery"

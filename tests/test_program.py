@@ -7,7 +7,7 @@ import copy
 
 import pytest
 
-from components.model import build_cluster
+from components.model.model import build_cluster
 from tests.conftest import stack_config, tls_secrets
 from tests.mocks import changes
 from tests.program_support import API_TOKEN, STATS_PW, private_key, run

@@ -8,9 +8,9 @@ import re
 
 import pytest
 
-from components.errors import ConfigError
-from components.proxmox import REQUIRED_PRIVILEGES, parse_tokens, resolve
-from components.schema import load_stack
+from components.config.errors import ConfigError
+from components.config.proxmox import REQUIRED_PRIVILEGES, parse_tokens, resolve
+from components.config.schema import load_stack
 from tests.conftest import ROOT, stack_config
 from tests.program_support import API_TOKEN, SECRET_KEYS, run, with_secrets
 

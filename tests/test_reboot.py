@@ -9,8 +9,8 @@ import subprocess
 import sys
 import time
 
-from lab import probe
 from lab.engine import PROJECT_DIR
+from lab.kit import probe
 from tests.lab_support import SLOTS, VIP_URL, holders, needs_lab, node_ns
 
 pytestmark = needs_lab

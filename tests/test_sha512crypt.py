@@ -5,7 +5,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from components.sha512crypt import SALT_ALPHABET, derived_salt, sha512_crypt
+from components.model.sha512crypt import SALT_ALPHABET, derived_salt, sha512_crypt
 
 
 def openssl_crypt(password: str, salt: str) -> str:

@@ -11,11 +11,11 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from components.errors import ConfigError
-from components.model import Secrets, build_cluster
-from components.render import render_node
-from components.tls import load_certificate, ticket_keys
-from components.tlsissue import issue, new_ca
+from components.config.errors import ConfigError
+from components.config.tls import load_certificate, ticket_keys
+from components.files.render import render_node
+from components.files.tlsissue import issue, new_ca
+from components.model.model import Secrets, build_cluster
 from tests.conftest import stack_config, tls_bundle, tls_secrets
 from tests.mocks import changes
 from tests.program_support import run

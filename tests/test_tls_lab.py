@@ -10,8 +10,9 @@ import sys
 
 import pytest
 
-from lab import probe, tlsca
+from lab import tlsca
 from lab.engine import PROJECT_DIR
+from lab.kit import probe
 from tests.lab_support import SLOTS, holders, needs_lab
 
 pytestmark = needs_lab
@@ -30,7 +31,7 @@ def curl(lab, *args: str) -> subprocess.CompletedProcess:
 
 
 def tlsclient(lab, *args: str) -> dict:
-    out = subprocess.run(["ip", "netns", "exec", lab.ns("cl"), sys.executable, "-m", "lab.tlsclient", *args,
+    out = subprocess.run(["ip", "netns", "exec", lab.ns("cl"), sys.executable, "-m", "lab.kit.tlsclient", *args,
                           "--cafile", ca(lab)], cwd=PROJECT_DIR, capture_output=True, text=True, check=True)
     return json.loads(out.stdout.splitlines()[-1])
 
@@ -62,7 +63,7 @@ def test_http_is_redirected_with_301_keeping_path_and_query(lab):
 
 def test_a_session_from_the_holder_resumes_on_the_next_node_after_its_haproxy_dies(lab):
     client = subprocess.Popen(
-        ["ip", "netns", "exec", lab.ns("cl"), sys.executable, "-m", "lab.tlsclient", "resume", VIP, "443",
+        ["ip", "netns", "exec", lab.ns("cl"), sys.executable, "-m", "lab.kit.tlsclient", "resume", VIP, "443",
          "--cafile", ca(lab), "--servername", HOST],
         cwd=PROJECT_DIR, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
     )

@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from components.errors import ConfigError
-from components.model import build_cluster
-from components.render import render_node
-from components.schema import load_stack
-from components.vridcheck import check_vrids, other_stacks
+from components.config.errors import ConfigError
+from components.config.schema import load_stack
+from components.config.vridcheck import check_vrids, other_stacks
+from components.files.render import render_node
+from components.model.model import build_cluster
 from tests.conftest import stack_config, tls_secrets
 from tests.program_support import run
 

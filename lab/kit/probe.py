@@ -11,9 +11,9 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from .stack import Lab
+from ..stack import Lab
 
-PROJECT_DIR = Path(__file__).resolve().parent.parent
+PROJECT_DIR = Path(__file__).resolve().parents[2]
 
 
 def ns_pids(ns: str) -> list[int]:
@@ -91,11 +91,11 @@ def http_get(lab: Lab, url: str, timeout: float = 2) -> tuple[int, str]:
 
 
 class Load:
-    """`lab.load` running in the client namespace; `stop()` returns its JSON summary."""
+    """`lab.kit.load` running in the client namespace; `stop()` returns its JSON summary."""
 
     def __init__(self, lab: Lab, url: str, seconds: float = 120, keepalive: bool = False, workers: int = 2,
                  max_requests: int = 200_000, interval: float = 0.0, timeout: float = 2.0, cafile: str | None = None):
-        argv = ["ip", "netns", "exec", lab.ns("cl"), sys.executable, "-m", "lab.load", url,
+        argv = ["ip", "netns", "exec", lab.ns("cl"), sys.executable, "-m", "lab.kit.load", url,
                 "--seconds", str(seconds), "--workers", str(workers), "--max-requests", str(max_requests),
                 "--interval", str(interval), "--timeout", str(timeout)]
         if keepalive:

@@ -1,6 +1,6 @@
 """A bounded HTTP client load, run inside the lab's client namespace (stdlib only).
 
-    python3 -m lab.load URL --seconds S [--max-requests N] [--keepalive] [--workers W]
+    python3 -m lab.kit.load URL --seconds S [--max-requests N] [--keepalive] [--workers W]
 
 Sends requests until SIGTERM, the time limit or the request cap, whichever comes first, then
 prints one JSON line: totals, failures, and the outages seen (first failure to first success).

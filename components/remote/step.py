@@ -20,8 +20,8 @@ from typing import Any
 import pulumi
 from pulumi.dynamic import CreateResult, DiffResult, ResourceProvider, UpdateResult
 
+from ..files.render import redact_secrets
 from . import ssh
-from .render import redact_secrets
 
 # What a step runs; a change of any of these runs it again.
 RUNS = ("create", "update", "stdin", "dir")

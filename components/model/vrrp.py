@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .clusterspec import ClusterSpec, VipGroupSpec
+from ..config.clusterspec import ClusterSpec, VipGroupSpec
 
 LEGACY_INSTANCE = "haproxy_vip"
 

@@ -11,13 +11,13 @@ from pathlib import Path
 
 import jinja2
 
-from .model import PACKAGES, Cluster, Node
-from .schema import ALPINE_REPOSITORIES
-from .tls import ticket_keys
+from ..config.schema import ALPINE_REPOSITORIES
+from ..config.tls import ticket_keys
+from ..model.model import PACKAGES, Cluster, Node
 
 # Looked up at call time, so a test can point it at an altered copy.
 # $HAPROXY_HA_TEMPLATES: a templates folder of your own, to try a template change on a lab stack.
-TEMPLATES = Path(os.environ.get("HAPROXY_HA_TEMPLATES") or Path(__file__).resolve().parent.parent / "templates")
+TEMPLATES = Path(os.environ.get("HAPROXY_HA_TEMPLATES") or Path(__file__).resolve().parents[2] / "templates")
 
 
 @dataclass(frozen=True)
@@ -312,6 +312,18 @@ def render_scripts(
     for svc in service_applies(cluster, paths):
         scripts[f"apply-{svc.name}.sh"] = env.get_template("scripts/apply.sh.j2").render(base, svc=svc)
     return scripts
+
+
+def render_probe(cluster: Cluster, node: Node, files: tuple[RenderedFile, ...], paths: Paths = PATHS,
+                 template_dir: Path | None = None) -> str:
+    """The node-state read (read-only): every managed file's hash, each daemon's state, the sshd
+    block, the VRRP states. Built on the apply scripts' own shell library."""
+    env = _environment(template_dir or TEMPLATES)
+    return env.get_template("scripts/probe.sh.j2").render(
+        node=node, paths=paths, files=sorted((f.name, f.path) for f in files),
+        services=service_applies(cluster, paths), state_dir=paths.state_dir,
+        interface=cluster.spec.cluster.interface, sshd_config="/etc/ssh/sshd_config",
+    )
 
 
 def stage_command(f: RenderedFile, paths: Paths = PATHS) -> str:

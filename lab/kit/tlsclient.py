@@ -1,8 +1,8 @@
 """TLS probes run inside the lab's client namespace (stdlib only).
 
-    python3 -m lab.tlsclient serial HOST PORT --cafile CA [--servername NAME]
-    python3 -m lab.tlsclient handshakes HOST PORT --cafile CA --seconds S [--resume]
-    python3 -m lab.tlsclient resume HOST PORT --cafile CA     (reads a line between two connections)
+    python3 -m lab.kit.tlsclient serial HOST PORT --cafile CA [--servername NAME]
+    python3 -m lab.kit.tlsclient handshakes HOST PORT --cafile CA --seconds S [--resume]
+    python3 -m lab.kit.tlsclient resume HOST PORT --cafile CA     (reads a line between two connections)
 
 Each prints one JSON line.
 """
@@ -84,7 +84,7 @@ def resume(args: argparse.Namespace) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(prog="python3 -m lab.tlsclient")
+    parser = argparse.ArgumentParser(prog="python3 -m lab.kit.tlsclient")
     parser.add_argument("command", choices=["serial", "handshakes", "resume"])
     parser.add_argument("host")
     parser.add_argument("port", type=int)

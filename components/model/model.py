@@ -14,11 +14,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import PROJECT, ConfigError
-from .schema import FrontendSpec, StackSpec, load_stack
+from ..config.errors import PROJECT, ConfigError
+from ..config.schema import FrontendSpec, StackSpec, load_stack
+from ..config.tls import KEY as TLS_KEY
+from ..config.tls import WARN_DAYS, Certificate, load_certificates
 from .sha512crypt import derived_salt, sha512_crypt
-from .tls import KEY as TLS_KEY
-from .tls import WARN_DAYS, Certificate, load_certificates
 from .vrrp import GroupOnNode, node_groups, preferred_holders
 
 

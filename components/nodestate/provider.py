@@ -14,9 +14,9 @@ from typing import Any
 import pulumi
 from pulumi.dynamic import CreateResult, DiffResult, ReadResult, ResourceProvider, UpdateResult
 
-from . import ssh
-from .nodestate import Desired, Live, ServiceWant, drift, parse_probe, probe_script
-from .render import redact_secrets
+from ..files.render import redact_secrets
+from ..remote import ssh
+from .live import Desired, Live, ServiceWant, drift, parse_probe
 
 
 def _desired(props: dict[str, Any]) -> Desired:
@@ -44,8 +44,7 @@ def read_live(props: dict[str, Any]) -> Live:
     except Exception as exc:  # noqa: BLE001 - any other failure to reach the node is "unreachable"
         return Live(reachable=False, error=f"{type(exc).__name__}: {exc}"[:200])
     try:
-        script = probe_script(_desired(props), props["stateDir"], props["interface"])
-        code, out, err = run(client, "sh -s", script, timeout=60)
+        code, out, err = run(client, "sh -s", props["probe"], timeout=60)
     finally:
         client.close()
     if code != 0:

@@ -1,0 +1,1 @@
+"""The stack's config as the user wrote it: parsed, typed and checked, every error naming its key."""

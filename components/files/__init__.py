@@ -1,0 +1,1 @@
+"""The files a node runs: rendered from the model, and judged by the real daemons."""

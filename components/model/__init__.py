@@ -1,0 +1,1 @@
+"""The validated cluster and every value derived from it (priorities, VRRP instances, hashes)."""

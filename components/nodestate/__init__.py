@@ -1,0 +1,1 @@
+"""A node's live state: the read-only probe, the drift rules, and the resource that restores it."""

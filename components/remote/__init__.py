@@ -1,0 +1,1 @@
+"""How the engine reaches a node: SSH with a pinned host key, and the steps it runs there."""
