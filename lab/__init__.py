@@ -1,1 +1,1 @@
-"""The local platform: lab nodes in network namespaces and the replay runner."""
+"""The local platform: lab nodes in network namespaces, the lab CA, and lab stacks under the real Pulumi CLI."""

@@ -167,7 +167,7 @@ class BackendSpec(Spec):
 class HaproxySpec(Spec):
     stats: StatsSpec = StatsSpec()
     maxconn: Annotated[int, Field(ge=100, le=1_000_000)] = 4000
-    # Raise by one to rotate the TLS session-ticket keys without a miss (components/tls.py).
+    # Raise by one to rotate the TLS session-ticket keys without a miss (components/config/tls.py).
     tls_ticket_key_generation: Annotated[int, Field(ge=1, le=1_000_000)] = 1
     frontends: Annotated[list[FrontendSpec], Field(min_length=1)]
     backends: Annotated[list[BackendSpec], Field(min_length=1)]

@@ -3,7 +3,7 @@
 safe-apply scripts. With `refresh: always` (Pulumi.yaml) every preview shows drift as a diff of
 `drift`, and every `up` restores it, node by node in rolling order.
 
-It runs in the engine's dynamic-provider process, as the node steps do (components/step.py).
+It runs in the engine's dynamic-provider process, as the node steps do (components/remote/step.py).
 """
 
 from __future__ import annotations

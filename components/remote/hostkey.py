@@ -2,7 +2,7 @@
 
 Trust on first use: `create` reads the key the new machine presents (a key exchange, no login,
 nothing sent) and keeps it; every later connection (each Step, each NodeState read and restore)
-verifies it before anything goes out (components/ssh.py). A refresh never re-reads it. The key
+verifies it before anything goes out (ssh.py). A refresh never re-reads it. The key
 changes only when this resource is replaced: automatically with its machine (a new VM, a new lab
 node), or on purpose with `pulumi up --replace <its URN>` after a rotation.
 """

@@ -1,6 +1,6 @@
 """SSH to a node as root (paramiko): dial with retries, run one command with a stdin.
 
-Shared by the node steps (components/step.py) and NodeState (nodestate_provider.py). Both run
+Shared by the node steps (step.py) and NodeState (components/nodestate/provider.py). Both run
 inside the engine's dynamic-provider process, never in the program itself.
 """
 
@@ -27,7 +27,7 @@ class Target:
     dial_timeout: float = 10
     # The node's host key as recorded in the stack state (`ssh-ed25519 AAAA...`): every
     # connection verifies it before anything is sent. Empty only for the first contact
-    # (components/hostkey.py), which records it.
+    # (hostkey.py), which records it.
     host_key: str = ""
     node: str = ""  # the node's name, for errors
     host_key_urn: str = ""  # the resource that holds the key: what a rotation replaces
