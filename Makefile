@@ -68,3 +68,4 @@ bench: setup
 	$(PY) bench/lab_bench.py
 	$(PY) bench/aa_bench.py
 	$(PY) bench/operator_bench.py
+	$(PY) bench/toolchain_bench.py

@@ -23,26 +23,13 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from lab.kit import probe  # noqa: E402
+from lab.kit.shape import SLOTS, VIP_URL, holders, settle  # noqa: E402
 from lab.stack import Lab  # noqa: E402
 from tests.conftest import stack_config  # noqa: E402
-
-VIP_URL = "http://192.0.2.100:5000/"
-SLOTS = {"k3s-lb-01": "n11", "k3s-lb-02": "n12", "k3s-lb-03": "n13"}
-NODES = {"k3s-lb-01": "192.0.2.11", "k3s-lb-02": "192.0.2.12", "k3s-lb-03": "192.0.2.13"}
-
-
-def holders(lab: Lab) -> list[str]:
-    return lab.vip_holders("192.0.2.100", NODES)
 
 
 def moves(lab: Lab) -> int:
     return sum(probe.vrrp_transitions(lab.ns(slot)) for slot in SLOTS.values())
-
-
-def settle(lab: Lab) -> None:
-    probe.wait_for(lambda: holders(lab) == ["k3s-lb-01"], 30)
-    probe.wait_for(lambda: probe.http_get(lab, VIP_URL, 1)[0] == 200, 10)
-    time.sleep(2)
 
 
 def rc(lab: Lab, node: str, command: str) -> None:

@@ -12,12 +12,9 @@ from contextlib import contextmanager
 import pytest
 
 from lab.kit import probe
+from lab.kit.shape import SLOTS, VIP_URL  # noqa: F401 - the tests import them from here
 from lab.stack import Lab
 from tests.conftest import stack_config
-
-VIP_URL = "http://192.0.2.100:5000/"
-# The lab stack's nodes and the slot (namespace suffix) of each.
-SLOTS = {"k3s-lb-01": "n11", "k3s-lb-02": "n12", "k3s-lb-03": "n13"}
 
 needs_lab = pytest.mark.skipif(
     os.geteuid() != 0 or not all(shutil.which(t) for t in ("ip", "haproxy", "keepalived", "sshd", "nsenter")),

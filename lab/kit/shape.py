@@ -1,0 +1,25 @@
+"""The `lab` stack's shape, as the tests and benches poke it: the VIP, each node's address and
+namespace slot, who holds the VIP, and waiting until the cluster is as `up` left it."""
+
+from __future__ import annotations
+
+import time
+
+from ..stack import Lab
+from . import probe
+
+VIP = "192.0.2.100"
+VIP_URL = f"http://{VIP}:5000/"
+SLOTS = {"k3s-lb-01": "n11", "k3s-lb-02": "n12", "k3s-lb-03": "n13"}
+NODES = {"k3s-lb-01": "192.0.2.11", "k3s-lb-02": "192.0.2.12", "k3s-lb-03": "192.0.2.13"}
+
+
+def holders(lab: Lab) -> list[str]:
+    return lab.vip_holders(VIP, NODES)
+
+
+def settle(lab: Lab, quiet: float = 1.5) -> None:
+    """The VIP back on k3s-lb-01 and answering, then `quiet` seconds for VRRP to calm down."""
+    probe.wait_for(lambda: holders(lab) == ["k3s-lb-01"], 30)
+    probe.wait_for(lambda: probe.http_get(lab, VIP_URL, 1)[0] == 200, 10)
+    time.sleep(quiet)
