@@ -29,7 +29,7 @@ def _desired(props: dict[str, Any]) -> Desired:
 
 
 def _connect(props: dict[str, Any], attempts: int = 1):
-    return ssh.connect(ssh.Target.from_props(props), attempts=attempts)
+    return ssh.shared(ssh.Target.from_props(props), attempts=attempts)
 
 
 run = ssh.run
@@ -45,8 +45,9 @@ def read_live(props: dict[str, Any]) -> Live:
         return Live(reachable=False, error=f"{type(exc).__name__}: {exc}"[:200])
     try:
         code, out, err = run(client, "sh -s", props["probe"], timeout=60)
-    finally:
-        client.close()
+    except Exception as exc:  # noqa: BLE001 - a connection that broke mid-read is "unreachable"
+        ssh.forget(ssh.Target.from_props(props))
+        return Live(reachable=False, error=f"{type(exc).__name__}: {exc}"[:200])
     if code != 0:
         return Live(reachable=False, error=f"probe exit status {code}: {err.strip()[:200]}")
     return parse_probe(out)
@@ -74,20 +75,18 @@ def restore(props: dict[str, Any]) -> list[str]:
     if before[0].startswith("node unreachable"):
         raise RuntimeError(f"{props['host']}: {before[0]}")
     client = _connect(props)
-    try:
-        for name, text in sorted(props["texts"].items()):
-            code, _, err = run(client, f'set -eu; umask 077; mkdir -p {props["stageDir"]}; '
-                                       f'cat > "{props["stageDir"]}/{name}.tmp"; '
-                                       f'mv -f "{props["stageDir"]}/{name}.tmp" "{props["stageDir"]}/{name}"', text)
-            if code:
-                raise RuntimeError(f"{props['host']}: staging {name} failed: {err.strip()[-500:]}")
-        for step in (s for s in props["steps"] if _touches(s, before)):
-            # `force`: swap and reload even where the files match (a daemon on older files).
-            code, out, err = run(client, "sh -s -- force", props["scripts"][step["name"]])
-            if code:
-                raise RuntimeError(f"{props['host']}: {step['name']} failed (rolled back): {_said(err or out)}")
-    finally:
-        client.close()
+    # The node's shared connection (components/remote/ssh.py): never closed here.
+    for name, text in sorted(props["texts"].items()):
+        code, _, err = run(client, f'set -eu; umask 077; mkdir -p {props["stageDir"]}; '
+                                   f'cat > "{props["stageDir"]}/{name}.tmp"; '
+                                   f'mv -f "{props["stageDir"]}/{name}.tmp" "{props["stageDir"]}/{name}"', text)
+        if code:
+            raise RuntimeError(f"{props['host']}: staging {name} failed: {err.strip()[-500:]}")
+    for step in (s for s in props["steps"] if _touches(s, before)):
+        # `force`: swap and reload even where the files match (a daemon on older files).
+        code, out, err = run(client, "sh -s -- force", props["scripts"][step["name"]])
+        if code:
+            raise RuntimeError(f"{props['host']}: {step['name']} failed (rolled back): {_said(err or out)}")
     return before
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import io
+import threading
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -127,6 +128,50 @@ def connect(target: Target, attempts: int | None = None):
     assert last is not None
     raise ConnectionError(f"could not connect to {target.host}:{target.port} after {tries} attempts: "
                           f"{type(last).__name__}: {last}")
+
+
+# One connection per node for the whole engine run: the steps of a node (and its state read)
+# share it instead of a key exchange each, as OpenSSH's ControlMaster would. Channels of one
+# paramiko transport may be used from several threads at once.
+_OPEN: dict[Target, Any] = {}
+_OPEN_LOCK = threading.Lock()
+
+
+def shared(target: Target, attempts: int | None = None):
+    """A connected, verified client to `target`, reused while its transport is alive. Never
+    close it; `forget` drops it (after a failure that may have been the connection's)."""
+    with _OPEN_LOCK:
+        client = _OPEN.pop(target, None)
+    if client is not None and _answers(client):
+        with _OPEN_LOCK:
+            _OPEN.setdefault(target, client)
+        return client
+    if client is not None:
+        client.close()
+    client = connect(target, attempts)
+    with _OPEN_LOCK:
+        _OPEN[target] = client
+    return client
+
+
+def _answers(client, seconds: float = 5) -> bool:
+    """The node still answers on this connection (a channel opened and closed: one round trip);
+    a node gone since (a cut link, a reboot) does not, and is dialled again."""
+    transport = client.get_transport()
+    if transport is None or not transport.is_active():
+        return False
+    try:
+        transport.open_session(timeout=seconds).close()
+        return True
+    except Exception:  # noqa: BLE001 - any failure means: do not reuse it
+        return False
+
+
+def forget(target: Target) -> None:
+    with _OPEN_LOCK:
+        client = _OPEN.pop(target, None)
+    if client is not None:
+        client.close()
 
 
 def presented_key(target: Target, attempts: int | None = None) -> str:

@@ -39,15 +39,16 @@ def _execute(props: dict[str, Any], command: str) -> None:
     if conn:
         target = ssh.Target.from_props(conn)
         try:
-            client = ssh.connect(target)
+            client = ssh.shared(target)
         except ssh.HostKeyMismatch:
             raise
         except Exception as exc:  # noqa: BLE001 - the message says what failed
             raise StepError(f"{target.label}: {exc}") from None
         try:
             code, out, err = ssh.run(client, command, stdin, timeout=float(props.get("timeout") or 900))
-        finally:
-            client.close()
+        except Exception:
+            ssh.forget(target)  # a broken connection is not reused
+            raise
         where = target.label
     else:
         proc = subprocess.run(["sh", "-c", command], cwd=props.get("dir") or None, input=stdin,
