@@ -74,7 +74,7 @@ def trial(lab: Lab, cut_link: bool) -> tuple[float, float]:
             subprocess.run(["ip", "-n", bridge, "link", "set", SLOT, "up"], check=True)
     if not cut_link:
         probe.wait_for(lambda: not any(probe.comm(p) == "haproxy" for p in probe.ns_pids(ns)), 10)
-        probe.node_exec(ns, "rc-service haproxy start")
+        probe.node_exec(ns, "rc-service haproxy restart")
     probe.wait_for(lambda: held_by(lab, HOLDER), 30)
     time.sleep(1.5)
     return outage(results[0]), outage(results[1])

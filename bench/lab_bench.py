@@ -48,7 +48,7 @@ def haproxy_dies(lab: Lab, victim: str = "master") -> float:
         time.sleep(1.5)
         result = load.stop()
     probe.wait_for(lambda: not any(probe.comm(p) == "haproxy" for p in probe.ns_pids(ns)), 10)
-    probe.node_exec(ns, "rc-service haproxy start")
+    probe.node_exec(ns, "rc-service haproxy restart")
     settle(lab)
     return outage_of(result)
 

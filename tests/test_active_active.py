@@ -64,5 +64,5 @@ def test_a_dead_haproxy_moves_only_its_group_both_families_and_it_returns(lab):
     v4, v6 = outputs(lab)["vips"]["web-b"]
     assert answers(lab, v4) and answers(lab, v6)
     probe.wait_for(lambda: not any(probe.comm(p) == "haproxy" for p in probe.ns_pids(node)), 10)
-    probe.node_exec(node, "rc-service haproxy start")
+    probe.node_exec(node, "rc-service haproxy restart")
     probe.wait_for(lambda: placement(lab) == {g: [n, n] for g, n in EXPECTED.items()}, 15)

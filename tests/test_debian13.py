@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from components import daemons13
+from components.files import daemons13
 from components.files.render import RenderedFile, placeholder_ticket_keys, render_cluster
 from components.files.validate import Daemons, check_haproxy, check_keepalived, debian13
 from components.model.model import build_cluster

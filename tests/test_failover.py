@@ -26,7 +26,7 @@ def transitions(lab) -> dict[str, int]:
 def restart_haproxy(lab, node: str) -> None:
     """Start HAProxy again once the killed one's processes are gone; preempt brings the VIP back."""
     probe.wait_for(lambda: not any(probe.comm(p) == "haproxy" for p in probe.ns_pids(node_ns(lab, node))), 10)
-    probe.node_exec(node_ns(lab, node), "rc-service haproxy start")
+    probe.node_exec(node_ns(lab, node), "rc-service haproxy restart")
     probe.wait_for(lambda: down_flag(lab, node) == "0", 10)
     probe.wait_for(lambda: holders(lab) == ["k3s-lb-01"], 10)
 

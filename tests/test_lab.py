@@ -31,7 +31,7 @@ def restore(lab, node: str, service: str) -> None:
     # A killed daemon's children exit on their own; start only when they are gone, or the
     # new daemon finds their pidfiles alive and refuses to start.
     probe.wait_for(lambda: not any(probe.comm(p) == service for p in probe.ns_pids(node_ns(lab, node))), 10)
-    probe.node_exec(node_ns(lab, node), f"rc-service {service} start")
+    probe.node_exec(node_ns(lab, node), f"rc-service {service} restart")
     probe.wait_for(lambda: holders(lab) == ["k3s-lb-01"], 15)
 
 
@@ -246,7 +246,7 @@ def test_without_preempt_the_vip_stays_where_it_moved(lab):
         moved_to = holders(lab)
         # Start it again once its workers are gone too (they leave when their master does).
         probe.wait_for(lambda: not any(probe.comm(p) == "haproxy" for p in probe.ns_pids(node_ns(lab, first))), 10)
-        probe.node_exec(node_ns(lab, first), "rc-service haproxy start")
+        probe.node_exec(node_ns(lab, first), "rc-service haproxy restart")
         time.sleep(4)  # longer than a check's rise time: with preempt it would be back by now
         log = {n: node_cat(lab, n, "/var/log/keepalived-state-change.log").splitlines()[-6:] for n in NODES}
         assert holders(lab) == moved_to, log

@@ -78,7 +78,7 @@ def test_a_session_from_the_holder_resumes_on_the_next_node_after_its_haproxy_di
             client.kill()
     assert json.loads(out.splitlines()[-1])["reused"] is True, "the next node decrypted the holder's ticket"
     probe.wait_for(lambda: not any(probe.comm(p) == "haproxy" for p in probe.ns_pids(holder)), 10)
-    probe.node_exec(holder, "rc-service haproxy start")
+    probe.node_exec(holder, "rc-service haproxy restart")
     probe.wait_for(lambda: holders(lab) == ["k3s-lb-01"], 15)
 
 
