@@ -83,7 +83,9 @@ class LabNodes(pulumi.ComponentResource):
                 create=create,
                 delete=delete,
                 dir=PROJECT_DIR,
-                # The replacement takes the same namespace names: the old one must go first.
+                # A changed command means a new namespace, not the old one's create run again; the
+                # replacement takes the same names, so the old one must go first.
+                triggers=[create],
                 delete_before_replace=True,
                 opts=pulumi.ResourceOptions(parent=self, depends_on=depends_on),
             )

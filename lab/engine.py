@@ -72,6 +72,8 @@ def pulumi(state_dir: Path, *args: str, check: bool = True, stdin: str | None = 
            log=None, extra_env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     """Run `pulumi ARGS` in the project folder with the stack's backend and passphrase."""
     env = {**os.environ, **stack_env(state_dir), **(extra_env or {})}
+    # Pulumi reads PULUMI_CONFIG_PASSPHRASE before the file: a user's own must not lock the lab.
+    env.pop("PULUMI_CONFIG_PASSPHRASE", None)
     argv = [pulumi_path(env), "--non-interactive", *args]
     if capture:
         proc = subprocess.run(argv, cwd=PROJECT_DIR, env=env, input=stdin, capture_output=True, text=True)
@@ -90,7 +92,8 @@ def shell_exports(state_dir: Path) -> str:
     """`eval "$(make -s env)"`: the lab stack's engine settings in the current shell."""
     env = stack_env(state_dir)
     env.pop("PATH", None)
-    lines = [f"export {k}={_quote(v)}" for k, v in sorted(env.items())]
+    # Pulumi reads PULUMI_CONFIG_PASSPHRASE before the file: the lab's file must win.
+    lines = ["unset PULUMI_CONFIG_PASSPHRASE", *(f"export {k}={_quote(v)}" for k, v in sorted(env.items()))]
     bin_dir = toolchain_bin()
     if bin_dir is not None:
         lines.append(f'export PATH={_quote(str(bin_dir))}:"$PATH"')

@@ -1,12 +1,13 @@
 """Lab machines on this host: network namespaces on a private bridge, each node with its own
 mount, PID and UTS namespace, sshd, /etc/haproxy, /etc/keepalived, /run and /var/log.
 
-Called by the program's `local.Command`s (stdlib only, runs with any python3):
+Called by the program's local Steps (components/labnode.py; stdlib only, runs with any python3):
 
     python3 -m lab.labctl net-up   PREFIX GATEWAY/PLEN
     python3 -m lab.labctl node-up  PREFIX INDEX NAME ADDRESS/PLEN GATEWAY 'PUBLIC KEY'
     python3 -m lab.labctl web-up   PREFIX INDEX ADDRESS/PLEN GATEWAY PORT
-    python3 -m lab.labctl node-down|web-down PREFIX INDEX
+    python3 -m lab.labctl node-down PREFIX INDEX NAME
+    python3 -m lab.labctl web-down  PREFIX INDEX
     python3 -m lab.labctl node-reboot PREFIX INDEX NAME   (every process ends, /run empties, boot)
     python3 -m lab.labctl net-down PREFIX        (also ends every process in PREFIX's namespaces)
 

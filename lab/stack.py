@@ -167,7 +167,8 @@ class Lab:
         for name, bundle in tlsca.lab_certificates(self.tls_dir, self.stack, config).items():
             wanted[f"{PROJECT}:tlsCertificates.{name}"] = bundle
         for full, value in wanted.items():
-            if full in have and have[full] == value:
+            # `pulumi config set` drops one trailing newline from stdin.
+            if full in have and have[full] in (value, value.removesuffix("\n")):
                 continue
             args = ["config", "set", "--secret", *(["--path"] if "." in full.split(":", 1)[1] else []), full]
             self.pulumi(*args, stdin=value)
@@ -283,8 +284,18 @@ class Lab:
         """This stack's state folder, its generated stack file, and the lab's folders when no
         other lab is left."""
         shutil.rmtree(self.state_dir, ignore_errors=True)
-        if self.user_stack and (SHIPPED / f"Pulumi.{self.stack}.yaml").exists():
-            self.config_file.unlink(missing_ok=True)
+        shipped = SHIPPED / f"Pulumi.{self.stack}.yaml"
+        if self.user_stack and shipped.exists() and self.config_file.exists():
+            document = yaml.safe_load(self.config_file.read_text()) or {}
+            plain = _plain(document.get("config") or {})
+            plain.pop(f"{PROJECT}:sshPublicKey", None)  # the lab set it; the next lab makes a new key
+            if plain == yaml.safe_load(shipped.read_text())["config"]:
+                self.config_file.unlink()
+            else:  # edited by hand: keep the edits; its secrets went with the passphrase
+                document.pop("encryptionsalt", None)
+                document["config"] = plain
+                self.config_file.write_text(yaml.safe_dump(document, sort_keys=False))
+                self.log(f"kept your edited {self.config_file.name} (without the lab's secrets)")
         for empty in (self.state_dir.parent, labctl.LAB_ROOT):
             if empty.is_dir() and not any(empty.iterdir()):
                 empty.rmdir()
@@ -361,8 +372,12 @@ def _failures(events: Path) -> str:
             continue
         if not diag or diag.get("severity") != "error" or not diag.get("urn"):
             continue
-        text = f"  {_name(diag['urn'])} (x):\n" + "\n".join("    " + x for x in diag.get("message", "").splitlines())
-        entry = _errors("Diagnostics:\n" + text)
+        message = diag.get("message", "")
+        if "Traceback" in message:  # a provider's exception: its last line is what it said
+            text = f"  {_name(diag['urn'])} (x):\n" + "\n".join("    " + x for x in message.splitlines())
+            entry = _errors("Diagnostics:\n" + text)
+        else:  # the program's own error (a config error names its key), or the engine's
+            entry = f"{_name(diag['urn'])}: {message.strip().removeprefix('error: ')}"
         if entry not in found:
             found.append(entry)
     return "\n".join(found)
@@ -394,21 +409,29 @@ def _errors(text: str) -> str:
         lines = lines[lines.index("Diagnostics:") + 1:]
     found: list[str] = []
     resource, message, collecting = "", [], False
-    for line in [*lines, "  end (end):"]:
+
+    def flush() -> None:
+        if resource and message:
+            found.append(f"{resource}: " + "\n".join(message).strip())
+
+    for line in lines:
+        if line and not line[0].isspace():
+            break  # the next section (Outputs, Resources, Duration): the diagnostics are over
         block = re.match(r"^  (\S+) \((.+)\):$", line)
         if block:
-            if resource and message:
-                found.append(f"{resource}: " + "\n".join(message).strip())
+            flush()
             # The engine's Diagnostics name the resource in brackets; ours put it first.
             resource, message, collecting = block.group(2) if block.group(2) != "x" else block.group(1), [], False
             continue
-        raised = re.match(r"^\s*((?:\w+\.)*[A-Z]\w*): (.*)$", line)  # `module.ClassName: message`
+        # The traceback's last line: `module.ClassName: message` (or a builtin `...Error: message`).
+        raised = re.match(r"^\s+((?:\w+\.)+[A-Z]\w*|[A-Z]\w*(?:Error|Exception)): (.*)$", line)
         if raised and not line.strip().startswith("error:"):
             message, collecting = [raised.group(2)], True  # the last exception of the traceback
         elif collecting and line.strip():
             message.append(line.strip())  # its message goes on over several lines
         elif line.strip().startswith("error:") and not message:
             message = [line.strip().removeprefix("error:").strip()]
+    flush()
     return "\n".join(found) or "\n".join(lines[-40:])
 
 

@@ -7,7 +7,7 @@ files as production would. The root is made once with `debootstrap --variant=min
 archive this machine's apt already uses, built in a temporary sibling folder and renamed into place
 only when complete (with a stamp file), so a half-built root is never used.
 
-`python -m components.daemons13` builds it (if missing) and prints where it is and what it holds.
+`python -m components.files.daemons13` builds it (if missing) and prints where it is and what it holds.
 """
 
 from __future__ import annotations

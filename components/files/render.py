@@ -181,7 +181,7 @@ def render_node(
 
 
 def ticket_keys_file(cluster: Cluster, text: str, paths: Paths = PATHS) -> RenderedFile:
-    """The shared TLS session-ticket keys (text: components.tls.ticket_keys)."""
+    """The shared TLS session-ticket keys (text: components.config.tls.ticket_keys)."""
     generation = cluster.spec.haproxy.tls_ticket_key_generation
     return RenderedFile(
         "tls-ticket-keys", paths.ticket_keys, "0600", text, secret=True,

@@ -52,7 +52,7 @@ class Daemons:
         if os.geteuid() != 0:
             return None, f"{self.name}: chroot needs root"
         if not daemons13.is_ready(self.root):
-            return None, f"{self.name}: no root at {self.root} (python -m components.daemons13 builds it)"
+            return None, f"{self.name}: no root at {self.root} (python -m components.files.daemons13 builds it)"
         if not (self.root / "usr/sbin" / program).is_file():
             return None, f"{self.name}: {program} not installed in {self.root}"
         return f"/usr/sbin/{program}", ""

@@ -46,7 +46,7 @@ def read_live(props: dict[str, Any]) -> Live:
     try:
         code, out, err = run(client, "sh -s", props["probe"], timeout=60)
     except Exception as exc:  # noqa: BLE001 - a connection that broke mid-read is "unreachable"
-        ssh.forget(ssh.Target.from_props(props))
+        ssh.forget(ssh.Target.from_props(props), client)
         return Live(reachable=False, error=f"{type(exc).__name__}: {exc}"[:200])
     if code != 0:
         return Live(reachable=False, error=f"probe exit status {code}: {err.strip()[:200]}")

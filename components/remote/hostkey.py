@@ -26,12 +26,20 @@ class HostKeyProvider(ResourceProvider):
         return CreateResult(id_=uuid.uuid4().hex, outs=outs)
 
     def diff(self, id_: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
-        moved = [k for k in ("host", "port", "triggers") if olds.get(k) != news.get(k)]
-        changed = moved or [k for k in ("proxyCommand", "dialAttempts", "node") if olds.get(k) != news.get(k)]
-        return DiffResult(changes=bool(changed), replaces=moved)
+        # Only a new machine (its id among the triggers) is met anew; anything else keeps the key.
+        replaces = ["triggers"] if olds.get("triggers") != news.get("triggers") else []
+        changed = replaces or [k for k in ("host", "port", "proxyCommand", "dialAttempts", "node")
+                               if olds.get(k) != news.get(k)]
+        return DiffResult(changes=bool(changed), replaces=replaces)
 
     def update(self, id_: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
-        # How to reach it changed, not the machine: the recorded key stays.
+        """The same machine at a new address: it must present the recorded key there too."""
+        if (olds.get("host"), olds.get("port")) != (news.get("host"), news.get("port")):
+            presented = ssh.presented_key(ssh.Target.from_props(news))
+            if presented.split()[:2] != olds["publicKey"].split()[:2]:
+                raise ssh.HostKeyMismatch(
+                    f"{news['node']} ({news['host']}): host key changed: expected {olds['fingerprint']}, presented "
+                    f"{ssh.fingerprint(ssh.parse_public_key(presented))} at its new address; nothing was sent")
         return UpdateResult(outs={**news, "publicKey": olds["publicKey"], "fingerprint": olds["fingerprint"]})
 
 

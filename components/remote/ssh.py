@@ -115,7 +115,8 @@ def connect(target: Target, attempts: int | None = None):
             raise HostKeyMismatch(
                 f"{target.label}: host key changed: expected {fingerprint(exc.expected_key)}, presented "
                 f"{fingerprint(exc.key)}; nothing was sent. If the node was rebuilt or its key rotated on "
-                f"purpose, record the new key: pulumi up --refresh=false --replace "
+                f"purpose, check the new fingerprint on its console first, then record it: "
+                f"pulumi up --refresh=false --replace "
                 f"'{target.host_key_urn or '<the node hostkey URN>'}'") from None
         except paramiko.AuthenticationException:
             client.close()
@@ -134,24 +135,31 @@ def connect(target: Target, attempts: int | None = None):
 # share it instead of a key exchange each, as OpenSSH's ControlMaster would. Channels of one
 # paramiko transport may be used from several threads at once.
 _OPEN: dict[Target, Any] = {}
+_LOCKS: dict[Target, threading.Lock] = {}
 _OPEN_LOCK = threading.Lock()
 
 
 def shared(target: Target, attempts: int | None = None):
-    """A connected, verified client to `target`, reused while its transport is alive. Never
-    close it; `forget` drops it (after a failure that may have been the connection's)."""
+    """A connected, verified client to `target`, reused while the node answers on it. Never
+    close it; `forget` drops it after a failure that may have been the connection's."""
     with _OPEN_LOCK:
-        client = _OPEN.pop(target, None)
-    if client is not None and _answers(client):
-        with _OPEN_LOCK:
-            _OPEN.setdefault(target, client)
+        lock = _LOCKS.setdefault(target, threading.Lock())
+    with lock:  # one dial per node at a time: the others wait for it and share it
+        client = _OPEN.get(target)
+        if client is not None and _answers(client):
+            return client
+        if client is not None:
+            client.close()
+        client = _OPEN[target] = connect(target, attempts)
         return client
-    if client is not None:
-        client.close()
-    client = connect(target, attempts)
+
+
+def forget(target: Target, client) -> None:
+    """Drop `client` if it is still the cached one (a newer, healthy one stays)."""
     with _OPEN_LOCK:
-        _OPEN[target] = client
-    return client
+        if _OPEN.get(target) is client:
+            del _OPEN[target]
+    client.close()
 
 
 def _answers(client, seconds: float = 5) -> bool:
@@ -165,13 +173,6 @@ def _answers(client, seconds: float = 5) -> bool:
         return True
     except Exception:  # noqa: BLE001 - any failure means: do not reuse it
         return False
-
-
-def forget(target: Target) -> None:
-    with _OPEN_LOCK:
-        client = _OPEN.pop(target, None)
-    if client is not None:
-        client.close()
 
 
 def presented_key(target: Target, attempts: int | None = None) -> str:

@@ -3,8 +3,9 @@
 The engine decides when a step runs, from this provider's diff:
 - a change of `triggers` replaces the step: the new one runs `create`, then the old one's
   `delete` runs (create-before-delete, unless the resource asks for delete-before-replace);
-- a change of `create`, `update`, `stdin` or `dir` runs `update` (or `create` again);
-- a change of the connection alone (a new key, a new address) is recorded and runs nothing;
+- a change of `create`, `update` or `stdin` runs `update` (or `create` again);
+- a change of the connection alone (a new key, a new address), of `dir` or of `delete` is
+  recorded and runs nothing;
 - `delete` runs when the step leaves the program (or is replaced).
 
 It runs in the engine's dynamic-provider process (`pulumi-resource-pulumi-python`), which
@@ -24,7 +25,10 @@ from ..files.render import redact_secrets
 from . import ssh
 
 # What a step runs; a change of any of these runs it again.
-RUNS = ("create", "update", "stdin", "dir")
+RUNS = ("create", "update", "stdin")
+# Recorded when they change, running nothing: how to reach the node, where a local command runs,
+# what `delete` will run.
+RECORDED = ("connection", "timeout", "dir", "delete", "deleteBeforeReplace")
 # The tail of a failed command's stderr that the error quotes (redacted).
 TAIL = 3000
 
@@ -46,9 +50,9 @@ def _execute(props: dict[str, Any], command: str) -> None:
             raise StepError(f"{target.label}: {exc}") from None
         try:
             code, out, err = ssh.run(client, command, stdin, timeout=float(props.get("timeout") or 900))
-        except Exception:
-            ssh.forget(target)  # a broken connection is not reused
-            raise
+        except (OSError, EOFError) as exc:  # the connection broke: not reused
+            ssh.forget(target, client)
+            raise StepError(f"{target.label}: the connection broke: {type(exc).__name__}: {exc}") from None
         where = target.label
     else:
         proc = subprocess.run(["sh", "-c", command], cwd=props.get("dir") or None, input=stdin,
@@ -67,7 +71,7 @@ class StepProvider(ResourceProvider):
 
     def diff(self, id_: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
         replaces = ["triggers"] if olds.get("triggers") != news.get("triggers") else []
-        changed = [k for k in (*RUNS, "connection", "timeout") if olds.get(k) != news.get(k)]
+        changed = [k for k in (*RUNS, *RECORDED) if olds.get(k) != news.get(k)]
         return DiffResult(changes=bool(replaces or changed), replaces=replaces,
                           delete_before_replace=bool(news.get("deleteBeforeReplace")))
 

@@ -24,6 +24,9 @@ class Stats:
         self.ok = 0
         self.failed = 0
         self.errors: dict[str, int] = {}
+        # Requests sent again on a new connection because the server closed a kept-alive one
+        # before any byte of the answer, as HTTP clients do for a GET (RFC 9110, 9.2.2).
+        self.retried = 0
         self.outages: list[float] = []
         self._down_since: float | None = None
 
@@ -63,21 +66,30 @@ def worker(url: str, keepalive: bool, stop: threading.Event, stats: Stats, budge
                 return
             budget[0] -= 1
         sent = time.monotonic()
-        try:
-            if conn is None:
-                conn = connect(url, timeout, cafile)
-            conn.request("GET", parts.path or "/", headers={} if keepalive else {"Connection": "close"})
-            response = conn.getresponse()
-            response.read()
-            stats.record(sent, response.status == 200, f"HTTP {response.status}")
-            if not keepalive or response.will_close:
-                conn.close()
+        for attempt in (1, 2):
+            reused = conn is not None
+            try:
+                if conn is None:
+                    conn = connect(url, timeout, cafile)
+                conn.request("GET", parts.path or "/", headers={} if keepalive else {"Connection": "close"})
+                response = conn.getresponse()
+                response.read()
+                stats.record(sent, response.status == 200, f"HTTP {response.status}")
+                if not keepalive or response.will_close:
+                    conn.close()
+                    conn = None
+                break
+            except (OSError, http.client.HTTPException) as exc:
+                if conn is not None:
+                    conn.close()
                 conn = None
-        except (OSError, http.client.HTTPException) as exc:
-            stats.record(sent, False, type(exc).__name__)
-            if conn is not None:
-                conn.close()
-            conn = None
+                closed_idle = isinstance(exc, (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError))
+                if reused and closed_idle and attempt == 1:
+                    with stats.lock:
+                        stats.retried += 1
+                    continue
+                stats.record(sent, False, type(exc).__name__)
+                break
         if interval:
             time.sleep(interval)
 
@@ -114,6 +126,7 @@ def main() -> None:
         t.join(timeout=args.timeout + 1)
     print(json.dumps({
         "total": stats.ok + stats.failed, "ok": stats.ok, "failed": stats.failed, "errors": stats.errors,
+        "retried": stats.retried,
         "outages": [round(o, 3) for o in stats.outages], "seconds": round(time.monotonic() - started, 2),
     }), flush=True)
 
