@@ -69,7 +69,7 @@ def pulumi_path(env: dict[str, str]) -> str:
 
 
 def pulumi(state_dir: Path, *args: str, check: bool = True, stdin: str | None = None, capture: bool = True,
-           log=None, extra_env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+           extra_env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     """Run `pulumi ARGS` in the project folder with the stack's backend and passphrase."""
     env = {**os.environ, **stack_env(state_dir), **(extra_env or {})}
     # Pulumi reads PULUMI_CONFIG_PASSPHRASE before the file: a user's own must not lock the lab.
@@ -79,9 +79,6 @@ def pulumi(state_dir: Path, *args: str, check: bool = True, stdin: str | None = 
         proc = subprocess.run(argv, cwd=PROJECT_DIR, env=env, input=stdin, capture_output=True, text=True)
     else:
         proc = subprocess.run(argv, cwd=PROJECT_DIR, env=env, input=stdin, text=True)
-    if log is not None and capture:
-        for line in (proc.stdout or "").splitlines():
-            log(line)
     if check and proc.returncode != 0:
         raise EngineError(f"pulumi {' '.join(args[:2])} failed (exit status {proc.returncode}):\n"
                           f"{(proc.stdout or '')[-6000:]}{(proc.stderr or '')[-3000:]}")

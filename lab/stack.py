@@ -14,7 +14,6 @@ import re
 import secrets
 import shutil
 import subprocess
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,7 +39,6 @@ class Preview:
 
     steps: list[dict[str, Any]] = field(default_factory=list)
     diagnostics: list[dict[str, Any]] = field(default_factory=list)
-    summary: dict[str, int] = field(default_factory=dict)
 
     def ops(self) -> dict[str, str]:
         """resource name -> op, for every step that changes something (not same, read, refresh)."""
@@ -64,15 +62,8 @@ class Preview:
 @dataclass
 class Outcome:
     outputs: dict[str, Any]
-    seconds: float
-    text: str = ""
     # Names of the resources the engine created, updated, replaced or deleted (its event log).
     executed: list[str] = field(default_factory=list)
-
-
-def shipped_config(stack: str) -> dict[str, Any]:
-    """The plain config of a lab stack as shipped (full keys)."""
-    return yaml.safe_load((SHIPPED / f"Pulumi.{stack}.yaml").read_text())["config"]
 
 
 class Lab:
@@ -222,7 +213,7 @@ class Lab:
             data = json.loads(proc.stdout)
         except json.JSONDecodeError:
             raise LabError(f"pulumi preview failed:\n{proc.stdout[-4000:]}{proc.stderr[-2000:]}") from None
-        result = Preview(data.get("steps") or [], data.get("diagnostics") or [], data.get("changeSummary") or {})
+        result = Preview(data.get("steps") or [], data.get("diagnostics") or [])
         if proc.returncode != 0:
             errors = [d.get("message", "") for d in result.diagnostics if d.get("severity") == "error"]
             raise LabError("pulumi preview failed: " + ("\n".join(errors) or proc.stderr[-2000:]))
@@ -238,7 +229,6 @@ class Lab:
         if missing:  # a node would install them with apt into the host's /usr: refuse instead
             raise LabError(f"the lab needs these Debian packages on this machine: {' '.join(missing)} "
                            "(make setup installs them)")
-        started = time.monotonic()
         self.configure(config)
         urns = [urn for pattern in replace for urn in self.urns(pattern)]
         events = self.state_dir / "events.jsonl"
@@ -250,7 +240,7 @@ class Lab:
         events.unlink(missing_ok=True)
         if proc.returncode != 0:
             raise LabError(f"pulumi up failed:\n{failures or _errors(proc.stdout + proc.stderr)}")
-        return Outcome(self.outputs(), time.monotonic() - started, proc.stdout, executed)
+        return Outcome(self.outputs(), executed)
 
     def outputs(self) -> dict[str, Any]:
         proc = self.pulumi("stack", "output", "--json", "--show-secrets", check=False)
