@@ -248,9 +248,8 @@ class Lab:
 
     def urns(self, pattern: str) -> list[str]:
         """The URNs of this stack's resources whose name contains `pattern` (for `--replace`)."""
-        state = json.loads(self.pulumi("stack", "export", "--show-secrets").stdout)
-        found = [r["urn"] for r in state["deployment"].get("resources") or []
-                 if pattern in r["urn"].rsplit("::", 1)[1] and r["type"] == "pulumi-python:dynamic:Resource"]
+        found = [r["urn"] for r in self.resources()
+                 if pattern in _name(r["urn"]) and r["type"] == "pulumi-python:dynamic:Resource"]
         if not found:
             raise LabError(f"no resource named like {pattern} in stack {self.stack}")
         return found
