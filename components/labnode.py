@@ -30,19 +30,53 @@ def labctl(*args: str) -> str:
     return "python3 -m lab.labctl " + " ".join(shlex.quote(a) for a in args)
 
 
-def lab_backends(cluster: Cluster) -> dict[str, list[int]]:
-    """Backend hosts inside the lab subnet and their ports: the lab runs a web server for each."""
+@dataclass(frozen=True)
+class LabPort:
+    """A port of a lab backend server, speaking what the config says its server speaks."""
+
+    port: int
+    proxy: bool = False  # a PROXY protocol header opens every connection (sendProxy)
+    tls: bool = False  # TLS: re-encrypted traffic, checks over TLS, or TLS passed through by SNI
+
+    @property
+    def arg(self) -> str:
+        kinds = [k for k, on in (("tls", self.tls), ("proxy", self.proxy)) if on]
+        return ":".join([str(self.port), *kinds])
+
+
+def lab_backends(cluster: Cluster) -> dict[str, list[LabPort]]:
+    """Backend hosts inside the lab subnet and their ports: the lab runs a server for each
+    (busybox httpd for plain HTTP, lab/kit/backend.py for PROXY and TLS)."""
+    haproxy = cluster.spec.haproxy
     network = cluster.spec.cluster.nodes[0].address.network
-    found: dict[str, set[int]] = {}
-    for backend in cluster.spec.haproxy.backends:
+    passthrough = {name for fe in haproxy.frontends if fe.inspects_sni
+                   for name in (fe.default_backend, *(r.backend for r in fe.routes))}
+    found: dict[str, dict[int, LabPort]] = {}
+    for backend in haproxy.backends:
         for server in backend.servers:
             host, _, port = server.address.rpartition(":")
             try:
-                if ipaddress.IPv4Address(host) in network:
-                    found.setdefault(host, set()).add(int(port))
+                if ipaddress.IPv4Address(host) not in network:
+                    continue
             except ipaddress.AddressValueError:
                 continue
-    return {h: sorted(found[h]) for h in sorted(found, key=ipaddress.IPv4Address)}
+            wanted = LabPort(int(port), proxy=backend.proxy_version(server) is not None,
+                             tls=backend.speaks_tls or backend.name in passthrough)
+            seen = found.setdefault(host, {}).setdefault(wanted.port, wanted)
+            if seen != wanted:
+                raise ValueError(f"lab: {server.address} is used by backends that speak differently "
+                                 f"({seen.arg} and {wanted.arg}); give each its own port")
+    return {h: [found[h][p] for p in sorted(found[h])] for h in sorted(found, key=ipaddress.IPv4Address)}
+
+
+def lab_server_bundle(cluster: Cluster) -> str:
+    """The certificate the lab's TLS backend servers present: the bundle a backend's tls.ca names
+    (so HAProxy's verification holds), else the stack's first certificate."""
+    bundles = cluster.secrets.tls_bundles
+    for be in cluster.spec.haproxy.backends:
+        if be.tls and be.tls.ca in bundles:
+            return bundles[be.tls.ca]
+    return next(iter(c.pem for c in cluster.certificates.values()), "")
 
 
 def client_proxy(prefix: str) -> str:
@@ -77,11 +111,13 @@ class LabNodes(pulumi.ComponentResource):
         v6 = spec.gateway6 is not None and spec.nodes[0].address6 is not None
         gateway6 = f"{spec.gateway6}/{spec.nodes[0].address6.network.prefixlen}" if v6 else ""  # type: ignore[union-attr]
 
-        def command(step: str, create: str, delete: str, depends_on: list[pulumi.Resource]) -> Step:
+        def command(step: str, create: str, delete: str, depends_on: list[pulumi.Resource],
+                    stdin: pulumi.Input[str] | None = None) -> Step:
             return Step(
                 f"{name}-{step}",
                 create=create,
                 delete=delete,
+                stdin=stdin,
                 dir=PROJECT_DIR,
                 # A changed command means a new namespace, not the old one's create run again; the
                 # replacement takes the same names, so the old one must go first.
@@ -93,14 +129,17 @@ class LabNodes(pulumi.ComponentResource):
         net_args = [prefix, f"{gateway}/{prefix_len}", *([gateway6] if v6 else [])]
         net = command("net", labctl("net-up", *net_args), labctl("net-down", prefix), [])
         backends = []
+        bundle = lab_server_bundle(cluster)
         for host, ports in lab_backends(cluster).items():
             # Namespaces are named after the host part of the address: stable when others come or go.
             slot = host_slot(cluster, host)
+            tls = any(p.tls for p in ports)
             backends.append(command(
                 f"web-{host}",
-                labctl("web-up", prefix, slot, f"{host}/{prefix_len}", gateway, ",".join(map(str, ports))),
+                labctl("web-up", prefix, slot, f"{host}/{prefix_len}", gateway, ",".join(p.arg for p in ports)),
                 labctl("web-down", prefix, slot),
                 [net],
+                stdin=pulumi.Output.secret(bundle) if tls else None,
             ))
         self.backends = tuple(backends)
         self.machines = {}

@@ -30,6 +30,8 @@ import time
 from pathlib import Path
 
 LAB_ROOT = Path(os.environ.get("HAPROXY_HA_LAB_DIR", "/var/lib/haproxy-ha-lab"))
+# Where `python3 -m lab.kit.backend` resolves.
+PROJECT_DIR = Path(__file__).resolve().parent.parent
 # Directories each node gets privately, bind-mounted over the host's.
 NODE_DIRS = {
     "var-lib-haproxy": "/var/lib/haproxy",
@@ -334,20 +336,34 @@ def node_down(prefix: str, index: str, name: str) -> None:
 
 
 def web_up(prefix: str, index: str, address: str, gateway: str, ports: str) -> None:
-    """A backend web server (busybox httpd, one per port) answering with its own address."""
+    """A backend host answering with its own address: busybox httpd on a plain port, and
+    lab/kit/backend.py on `PORT:tls`, `PORT:proxy` or `PORT:tls:proxy` (the TLS bundle on stdin)."""
     ip = address.split("/")[0]
     www = lab_dir(prefix) / "web" / index
     shutil.rmtree(www, ignore_errors=True)
     (www / "static").mkdir(parents=True)
     (www / "index.html").write_text(f"backend {ip}\n")
     (www / "static" / "app.css").write_text(f"/* static from {ip} */\n")
+    specs = [p.split(":") for p in ports.split(",")]
+    bundle = www / "tls.pem"
+    if any("tls" in spec[1:] for spec in specs):
+        bundle.touch(mode=0o600)
+        bundle.write_text(sys.stdin.read())
     ns = attach(prefix, f"w{index}", f"w{index}", address, gateway)
-    for port in ports.split(","):
+    for port, *kinds in specs:
+        if kinds:
+            argv = [sys.executable, "-m", "lab.kit.backend", "--listen", f"{ip}:{port}",
+                    *(["--proxy"] if "proxy" in kinds else []), *(["--tls", str(bundle)] if "tls" in kinds else [])]
+            log_path = www / f"backend-{port}.log"
+            log = open(log_path, "w")  # noqa: SIM115 - the server keeps it
+        else:
+            argv = ["busybox", "httpd", "-f", "-p", f"{ip}:{port}", "-h", str(www)]
+            log, log_path = subprocess.DEVNULL, www / "index.html"
         proc = subprocess.Popen(
-            ["ip", "netns", "exec", ns, "busybox", "httpd", "-f", "-p", f"{ip}:{port}", "-h", str(www)],
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+            ["ip", "netns", "exec", ns, *argv], cwd=PROJECT_DIR,
+            stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
         )
-        _wait_listening(ns, int(port), proc, www / "index.html")
+        _wait_listening(ns, int(port), proc, log_path)
     print(f"lab web server {ip}:{ports}: namespace {ns}")
 
 

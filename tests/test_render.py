@@ -48,7 +48,7 @@ def assert_accepted(cluster) -> None:
 
 
 @requires_daemons
-@pytest.mark.parametrize("stack", ["prod", "lab"])
+@pytest.mark.parametrize("stack", ["prod", "lab", "k3s"])
 @pytest.mark.parametrize("vrrp_password", [None, VRRP_PW])
 def test_checked_in_stacks_are_accepted_by_the_daemons(stack, vrrp_password):
     cfg = stack_config(stack)
@@ -69,7 +69,7 @@ def test_rendering_is_deterministic(prod):
     assert first == second
 
 
-@pytest.mark.parametrize("stack", ["prod", "lab"])
+@pytest.mark.parametrize("stack", ["prod", "lab", "k3s"])
 def test_no_secret_in_plain_text(stack):
     cluster = build_cluster(stack, stack_config(stack), tls_secrets(stack_config(stack), STATS_PW, VRRP_PW))
     for files in render_cluster(cluster).values():
@@ -108,7 +108,7 @@ def test_a_dead_or_hung_haproxy_means_fault_in_both_preempt_modes(preempt):
     assert ("nopreempt" in text) is not preempt
 
 
-@pytest.mark.parametrize("stack", ["prod", "lab"])
+@pytest.mark.parametrize("stack", ["prod", "lab", "k3s"])
 def test_scripts_pass_busybox_and_shellcheck(stack):
     cluster = build_cluster(stack, stack_config(stack), tls_secrets(stack_config(stack), STATS_PW))
     node = cluster.nodes[0]

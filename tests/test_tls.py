@@ -70,7 +70,8 @@ def test_a_key_that_matches_no_certificate_is_rejected(ca):
 
 def test_the_keys_certificate_must_come_first_and_the_chain_in_order(ca):
     intermediate_ca, intermediate_key = new_ca("intermediate")
-    leaf, key = split(issue(intermediate_ca, intermediate_key, ["www.test"]))
+    chain, key = split(issue(intermediate_ca, intermediate_key, ["www.test"]))
+    leaf = chain.split("-----END CERTIFICATE-----")[0] + "-----END CERTIFICATE-----\n"
     assert "put it first" in _error("www", intermediate_ca + leaf + key).reason
     root = ca[0]
     assert "did not issue certificate 1" in _error("www", leaf + root + key).reason
@@ -96,7 +97,8 @@ def test_bundles_without_a_key_with_two_keys_or_an_encrypted_key_are_errors(ca):
 def test_a_certificate_expiring_within_30_days_is_a_warning_not_an_error(ca):
     cfg = lab_cfg()
     soon = issue(*ca, ["www.haproxy-ha.test"], days=10)
-    cluster = build_cluster("lab", cfg, Secrets(STATS_PW, tls_bundles={"www": soon}))
+    bundles = {"www": soon, "upstream": tls_bundle("upstream")}
+    cluster = build_cluster("lab", cfg, Secrets(STATS_PW, tls_bundles=bundles))
     assert len(cluster.warnings) == 1
     assert cluster.warnings[0].startswith("haproxy-ha:tlsCertificates.www: expires on ")
     assert build_cluster("lab", cfg, tls_secrets(cfg, STATS_PW)).warnings == ()
@@ -113,9 +115,9 @@ def test_a_frontend_naming_a_missing_certificate_names_that_key():
 @pytest.mark.parametrize(
     ("change", "key", "reason"),
     [
-        (lambda fes: fes[2].pop("redirectToHttps"), "haproxy.frontends[2].defaultBackend", "required"),
-        (lambda fes: fes[1].update(bind="*:8443"), "haproxy.frontends[2].redirectToHttps", "no frontend with tls"),
-        (lambda fes: fes[2].update(defaultBackend="app"), "haproxy.frontends[2].redirectToHttps", "drop its"),
+        (lambda fes: fes[3].pop("redirectToHttps"), "haproxy.frontends[3].defaultBackend", "required"),
+        (lambda fes: fes[1].update(bind="*:4443"), "haproxy.frontends[3].redirectToHttps", "no frontend with tls"),
+        (lambda fes: fes[3].update(defaultBackend="app"), "haproxy.frontends[3].redirectToHttps", "drop its"),
         (lambda fes: fes[1].update(mode="tcp"), "haproxy.frontends[1].tls", "needs mode: http"),
         (lambda fes: fes[1]["tls"].update(minVersion="SSLv3"), "haproxy.frontends[1].tls.minVersion", "SSLv3"),
     ],
@@ -157,7 +159,7 @@ def test_ticket_keys_rotate_without_a_miss():
 
 def test_the_program_delivers_bundles_as_secrets_and_previews_only_their_identity():
     cfg = lab_cfg()
-    cfg["haproxy-ha:tlsCertificates"] = {"www": tls_bundle("www")}
+    cfg["haproxy-ha:tlsCertificates"] = {"www": tls_bundle("www"), "upstream": tls_bundle("upstream")}
     declared = run(cfg, stack="lab")
     stage = declared.by_name("haproxy-ha-k3s-lb-01-file-tls-www-pem")
     assert "stdin" in stage.secret_inputs and "PRIVATE KEY" in stage.inputs["stdin"]
@@ -175,10 +177,11 @@ def test_the_program_delivers_bundles_as_secrets_and_previews_only_their_identit
 
 def test_a_rotated_certificate_previews_its_new_serial_and_rolls_only_haproxy(ca):
     cfg = lab_cfg()
-    cfg["haproxy-ha:tlsCertificates"] = {"www": tls_bundle("www")}
+    cfg["haproxy-ha:tlsCertificates"] = {"www": tls_bundle("www"), "upstream": tls_bundle("upstream")}
     before = run(cfg, stack="lab")
     rotated = copy.deepcopy(cfg)
-    rotated["haproxy-ha:tlsCertificates"] = {"www": issue(*ca, ["www.haproxy-ha.test", "192.0.2.100"])}
+    rotated["haproxy-ha:tlsCertificates"] = {**cfg["haproxy-ha:tlsCertificates"],
+                                             "www": issue(*ca, ["www.haproxy-ha.test", "192.0.2.100"])}
     after = run(rotated, stack="lab")
     changed = set(changes(before, after))
     nodes = ("k3s-lb-01", "k3s-lb-02", "k3s-lb-03")

@@ -19,6 +19,11 @@ _SSH_KEY_RE = r"^(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(256|384|521)) [A-Za-z0-9+
 _URL_RE = r"^https?://[A-Za-z0-9._~:/%+-]+\.(qcow2|img|raw)$"
 _SHA512_RE = r"^[0-9a-f]{128}$"
 _HTTPS_RE = r"^https://[A-Za-z0-9.-]+(:[0-9]{1,5})?/?$"
+# A host name or a `*.` wildcard as routes match them (Host header, TLS SNI).
+_LABEL = r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_HOST_PATTERN_RE = rf"^(\*\.)?({_LABEL}\.)*{_LABEL}$"
+# HAProxy's time format, with its unit always written: 500ms, 30s, 5m, 1h, 1d.
+_DURATION_RE = r"^[0-9]{1,7}(ms|s|m|h|d)$"
 
 Name = Annotated[str, StringConstraints(pattern=_NAME_RE)]
 # Node names are also host names (RFC 1123 label) and VM names.
@@ -27,6 +32,8 @@ InterfaceName = Annotated[str, StringConstraints(pattern=_IFACE_RE)]
 # A path prefix or suffix as HAProxy matches it: no spaces, quotes or control characters.
 PathPart = Annotated[str, StringConstraints(pattern=_PATH_RE)]
 Port = Annotated[int, Field(ge=1, le=65535)]
+HostPattern = Annotated[str, StringConstraints(pattern=_HOST_PATTERN_RE, max_length=253, to_lower=True)]
+Duration = Annotated[str, StringConstraints(pattern=_DURATION_RE)]
 
 
 def _endpoint(value: str) -> str:
@@ -79,4 +86,6 @@ PATTERN_HELP = {
     _URL_RE: "an http(s) URL of a .qcow2, .img or .raw image, without spaces or quotes",
     _SHA512_RE: "128 lowercase hex digits (a sha512)",
     _HTTPS_RE: "an https URL of a PVE API, like https://pve1.example.lan:8006/",
+    _HOST_PATTERN_RE: "a host name (www.example.com) or a wildcard for its subdomains (*.example.com)",
+    _DURATION_RE: "a duration with its unit, as HAProxy writes it: 500ms, 30s, 5m, 1h or 1d",
 }

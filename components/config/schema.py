@@ -9,21 +9,18 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, StringConstraints, ValidationError, model_validator
 
 from .clusterspec import ClusterSpec
-from .errors import PROJECT, ConfigError, KeyError_, key_path, unique
+from .errors import PROJECT, ConfigError, KeyError_, key_path
 from .fields import (
     _HTTPS_RE,
     _SHA512_RE,
     _SSH_KEY_RE,
     _URL_RE,
     PATTERN_HELP,
-    Bind,
-    Endpoint,
     HostName,
     Name,
-    PathPart,
-    Port,
     Spec,
 )
+from .haproxy import HaproxySpec
 
 # --- VMs -------------------------------------------------------------------------------------
 
@@ -67,157 +64,6 @@ class ProxmoxHostSpec(Spec):
 
     endpoint: Annotated[str, StringConstraints(pattern=_HTTPS_RE)]
     insecure: bool = False
-
-
-# --- HAProxy ---------------------------------------------------------------------------------
-
-
-class StatsSpec(Spec):
-    port: Port = 8404
-    user: Name = "admin"
-
-
-class RouteSpec(Spec):
-    backend: Name
-    path_beg: list[PathPart] = Field(default_factory=list)
-    path_end: list[PathPart] = Field(default_factory=list)
-
-    @model_validator(mode="after")
-    def _has_condition(self) -> RouteSpec:
-        if not self.path_beg and not self.path_end:
-            raise KeyError_((), "a route needs pathBeg or pathEnd")
-        return self
-
-
-class TlsSpec(Spec):
-    """HTTPS on a frontend: certificates by name (SNI picks among them)."""
-
-    certificates: Annotated[list[Name], Field(min_length=1)]
-    min_version: Literal["TLSv1.2", "TLSv1.3"] = "TLSv1.2"
-    alpn: Annotated[list[Literal["h2", "http/1.1"]], Field(min_length=1)] = Field(
-        default_factory=lambda: ["h2", "http/1.1"]
-    )
-    # Strict-Transport-Security on every response, in seconds; absent: no header.
-    hsts_max_age: Annotated[int, Field(ge=0, le=63_072_000)] | None = None
-
-    @model_validator(mode="after")
-    def _distinct(self) -> TlsSpec:
-        for field, values in (("certificates", self.certificates), ("alpn", self.alpn)):
-            for i, value in enumerate(values):
-                if value in values[:i]:
-                    raise KeyError_((field, i), f"{value!r} is listed twice")
-        return self
-
-
-class FrontendSpec(Spec):
-    name: Name
-    bind: Bind
-    mode: Literal["http", "tcp"] = "http"
-    # Absent only on a frontend that redirects everything to HTTPS.
-    default_backend: Name | None = None
-    routes: list[RouteSpec] = Field(default_factory=list)
-    tls: TlsSpec | None = None
-    # 301 to https:// with the same host, path and query.
-    redirect_to_https: bool = False
-
-    @model_validator(mode="after")
-    def _shape(self) -> FrontendSpec:
-        if self.tls and self.mode != "http":
-            raise KeyError_(("tls",), "TLS termination here needs mode: http")
-        if self.redirect_to_https:
-            if self.mode != "http":
-                raise KeyError_(("redirectToHttps",), "a redirect is HTTP; it needs mode: http")
-            if self.tls:
-                raise KeyError_(("redirectToHttps",), "this frontend already serves HTTPS")
-            if self.routes or self.default_backend:
-                raise KeyError_(("redirectToHttps",), "a redirecting frontend sends every request to "
-                                "HTTPS; drop its defaultBackend and routes")
-        elif self.default_backend is None:
-            raise KeyError_(("defaultBackend",), "required (unless redirectToHttps: true)")
-        return self
-
-    @property
-    def port(self) -> int:
-        return int(self.bind.rsplit(":", 1)[1])
-
-
-class ServerSpec(Spec):
-    name: Name
-    address: Endpoint
-    weight: Annotated[int, Field(ge=0, le=256)] | None = None
-    backup: bool = False
-
-
-class BackendSpec(Spec):
-    name: Name
-    mode: Literal["http", "tcp"] = "http"
-    balance: Literal["roundrobin", "leastconn", "source", "first", "static-rr"] = "roundrobin"
-    # HTTP health check path (http mode); absent: a TCP connect check.
-    health_check: PathPart | None = None
-    servers: Annotated[list[ServerSpec], Field(min_length=1)]
-
-    @model_validator(mode="after")
-    def _servers(self) -> BackendSpec:
-        unique(self.servers, "name", lambda s: s.name, prefix=("servers",))
-        if self.health_check and self.mode != "http":
-            raise KeyError_(("healthCheck",), "an HTTP health check needs mode: http")
-        return self
-
-
-class HaproxySpec(Spec):
-    stats: StatsSpec = StatsSpec()
-    maxconn: Annotated[int, Field(ge=100, le=1_000_000)] = 4000
-    # Raise by one to rotate the TLS session-ticket keys without a miss (components/config/tls.py).
-    tls_ticket_key_generation: Annotated[int, Field(ge=1, le=1_000_000)] = 1
-    frontends: Annotated[list[FrontendSpec], Field(min_length=1)]
-    backends: Annotated[list[BackendSpec], Field(min_length=1)]
-
-    @model_validator(mode="after")
-    def _references(self) -> HaproxySpec:
-        unique(self.frontends, "name", lambda f: f.name, prefix=("frontends",))
-        unique(self.backends, "name", lambda b: b.name, prefix=("backends",))
-        if "stats" in {f.name for f in self.frontends}:
-            i = [f.name for f in self.frontends].index("stats")
-            raise KeyError_(("frontends", i, "name"), "`stats` is reserved for the stats page")
-        backends = {b.name: b for b in self.backends}
-        ports: dict[int, str] = {self.stats.port: "stats.port"}
-        for i, fe in enumerate(self.frontends):
-            where = f"frontends[{i}].bind"
-            if fe.port in ports:
-                raise KeyError_(
-                    ("frontends", i, "bind"), f"port {fe.port} is already used by {ports[fe.port]}"
-                )
-            ports[fe.port] = where
-            if fe.redirect_to_https:
-                if not any(f.tls and f.port == 443 for f in self.frontends):
-                    raise KeyError_(("frontends", i, "redirectToHttps"),
-                                    "redirects to https:// on port 443, but no frontend with tls binds port 443")
-                continue
-            if fe.default_backend not in backends:
-                raise KeyError_(
-                    ("frontends", i, "defaultBackend"),
-                    f"unknown backend {fe.default_backend!r} (known: {', '.join(sorted(backends))})",
-                )
-            if backends[fe.default_backend].mode != fe.mode:
-                raise KeyError_(
-                    ("frontends", i, "defaultBackend"),
-                    f"backend {fe.default_backend!r} is mode {backends[fe.default_backend].mode}, "
-                    f"the frontend is mode {fe.mode}",
-                )
-            if fe.routes and fe.mode != "http":
-                raise KeyError_(("frontends", i, "routes"), "routes match HTTP paths; they need mode: http")
-            for j, route in enumerate(fe.routes):
-                if route.backend not in backends:
-                    raise KeyError_(
-                        ("frontends", i, "routes", j, "backend"),
-                        f"unknown backend {route.backend!r} (known: {', '.join(sorted(backends))})",
-                    )
-                if backends[route.backend].mode != "http":
-                    raise KeyError_(
-                        ("frontends", i, "routes", j, "backend"),
-                        f"backend {route.backend!r} is mode tcp; routes need an http backend",
-                    )
-        return self
 
 
 # --- The whole stack -------------------------------------------------------------------------
@@ -268,7 +114,8 @@ def _from_validation_error(exc: ValidationError) -> ConfigError:
         reason = f"{err['input']!r} has characters that are not allowed here: {allowed}"
     else:
         reason = err["msg"].removeprefix("Value error, ")
-        if not isinstance(err.get("input"), (dict, list)):
+        value = err.get("input")
+        if not isinstance(value, (dict, list)) and not (isinstance(value, str) and (len(value) > 80 or "\n" in value)):
             reason = f"{err['input']!r}: {reason}"
     return ConfigError(f"{PROJECT}:{key_path(loc)}", reason)
 

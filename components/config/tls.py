@@ -35,6 +35,10 @@ class Certificate:
     serial: str
     not_after: dt.datetime
     fingerprint: str  # sha256 of the leaf and chain (public), for change detection
+    # The certificates after the leaf (public PEM): what a backend trusts when tls.ca names it.
+    chain_pem: str = ""
+    # The leaf's OCSP responder (Authority Information Access), if it names one.
+    ocsp_url: str | None = None
 
     def __repr__(self) -> str:
         return f"Certificate({self.name}, serial {self.serial}, <pem redacted>)"
@@ -61,11 +65,29 @@ def parse_bundles(raw: Any) -> dict[str, str]:
 
 
 def names_in_config(config: Mapping[str, Any]) -> list[str]:
-    """Certificate names the frontends of a raw stack config use (before validation, which
-    checks them): to know which bundles to bring."""
-    frontends = (config.get(f"{PROJECT}:haproxy") or {}).get("frontends") or []
+    """Certificate names a raw stack config uses (before validation, which checks them): the
+    frontends' certificates and the backends' CAs that are not in haproxy.caBundles. To know
+    which bundles to bring."""
+    haproxy = config.get(f"{PROJECT}:haproxy") or {}
+    frontends = haproxy.get("frontends") or []
     found = {n for fe in frontends if isinstance(fe, dict) for n in (fe.get("tls") or {}).get("certificates") or []}
+    ca_bundles = haproxy.get("caBundles") or {}
+    for be in haproxy.get("backends") or []:
+        ca = ((be.get("tls") or {}) if isinstance(be, dict) else {}).get("ca")
+        if ca and ca != "system" and ca not in ca_bundles:
+            found.add(ca)
     return sorted(map(str, found))
+
+
+def _ocsp_url(cert: x509.Certificate) -> str | None:
+    try:
+        aia = cert.extensions.get_extension_for_class(x509.AuthorityInformationAccess).value
+    except x509.ExtensionNotFound:
+        return None
+    urls = [d.access_location.value for d in aia
+            if d.access_method == x509.oid.AuthorityInformationAccessOID.OCSP
+            and isinstance(d.access_location, x509.UniformResourceIdentifier)]
+    return urls[0] if urls else None
 
 
 def _names(cert: x509.Certificate) -> tuple[str, ...]:
@@ -136,6 +158,8 @@ def load_certificate(name: str, bundle: str, now: dt.datetime) -> Certificate:
         serial=f"{leaf.serial_number:x}",
         not_after=leaf.not_valid_after_utc,
         fingerprint=hashlib.sha256(chain_pem).hexdigest(),
+        chain_pem=b"".join(c.public_bytes(serialization.Encoding.PEM) for c in certs[1:]).decode(),
+        ocsp_url=_ocsp_url(leaf),
     )
 
 

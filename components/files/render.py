@@ -13,6 +13,7 @@ import jinja2
 
 from ..config.schema import ALPINE_REPOSITORIES
 from ..config.tls import ticket_keys
+from ..model import proxies
 from ..model.model import PACKAGES, Cluster, Node
 
 # Looked up at call time, so a test can point it at an altered copy.
@@ -40,6 +41,8 @@ class Paths:
     # Root-only: certificates with their private keys, and the session-ticket keys.
     certs_dir: str = "/etc/haproxy/certs"
     ticket_keys: str = "/etc/haproxy/certs/tls-ticket-keys"
+    # The CAs backends verify their servers with (public certificates).
+    ca_dir: str = "/etc/haproxy/ca"
     haproxy_chroot: str = "/var/lib/haproxy"
     haproxy_log_socket: str = "/var/lib/haproxy/dev/log"
     haproxy_log: str = "/var/log/haproxy.log"
@@ -134,8 +137,15 @@ def _context(cluster: Cluster, node: Node, paths: Paths) -> dict:
         "health_port": cluster.health_port,
         "stats_password_hash": cluster.stats_password_hash,
         "placeholders": cluster.secrets.placeholders,
-        "route_acls": cluster.route_acls,
+        "route_acls": proxies.route_acls,
         "binds": cluster.binds,
+        "uses_ocsp": cluster.uses_ocsp,
+        "bind_options": lambda fe, crt_list: proxies.bind_options(fe, paths.certs_dir, paths.ticket_keys, crt_list),
+        "server_options": lambda be, server: proxies.server_options(be, server, paths.ca_dir),
+        "http_check": proxies.http_check,
+        "backends_speak_tls": any(be.speaks_tls for be in spec.haproxy.backends),
+        "uses_tls": cluster.uses_tls,
+        "tls_profile": proxies.DEFAULT_PROFILE,
     }
 
 
@@ -149,12 +159,7 @@ def render_node(
     def render(template: str) -> str:
         return env.get_template(template).render(ctx)
 
-    certificates = tuple(
-        RenderedFile(f"tls-{c.name}.pem", f"{paths.certs_dir}/{c.name}.pem", "0600", c.pem, secret=True,
-                     preview=c.summary)
-        for c in cluster.certificates.values()
-    )
-    return certificates + (
+    return tls_files(cluster, paths) + (
         RenderedFile("rsyslog.conf", paths.rsyslog_conf, "0644", render("rsyslog.conf.j2"), secret=False),
         RenderedFile(
             "logrotate-haproxy", paths.logrotate_haproxy, "0644", render("logrotate-haproxy.j2"), secret=False
@@ -180,6 +185,25 @@ def render_node(
     )
 
 
+def tls_files(cluster: Cluster, paths: Paths = PATHS) -> tuple[RenderedFile, ...]:
+    """Certificates (secret), the crt-lists of frontends that staple OCSP answers, and the CAs
+    backends verify with: what `haproxy -c` needs in place before it judges haproxy.cfg."""
+    out = [
+        RenderedFile(f"tls-{c.name}.pem", f"{paths.certs_dir}/{c.name}.pem", "0600", c.pem, secret=True,
+                     preview=c.summary)
+        for c in cluster.certificates.values()
+    ]
+    ocsp = {name: bool(c.ocsp_url) for name, c in cluster.certificates.items()}
+    out += [
+        RenderedFile(f"tls-{fe.name}.crtlist", f"{paths.certs_dir}/{fe.name}.crtlist", "0600",
+                     proxies.crt_list(fe, paths.certs_dir, ocsp), secret=False)
+        for fe in cluster.spec.haproxy.frontends if cluster.uses_ocsp(fe)
+    ]
+    out += [RenderedFile(f"ca-{name}.pem", f"{paths.ca_dir}/{name}.pem", "0644", pem, secret=False)
+            for name, pem in sorted(cluster.backend_cas.items())]
+    return tuple(out)
+
+
 def ticket_keys_file(cluster: Cluster, text: str, paths: Paths = PATHS) -> RenderedFile:
     """The shared TLS session-ticket keys (text: components.config.tls.ticket_keys)."""
     generation = cluster.spec.haproxy.tls_ticket_key_generation
@@ -203,6 +227,8 @@ class ApplyFile:
     path: str
     mode: str
     validator: str | None = None
+    # Line number -> the config key of a raw line (haproxy.cfg): a rejection names it.
+    keys: tuple[tuple[int, str], ...] = ()
 
     @property
     def validate(self) -> str | None:
@@ -232,7 +258,18 @@ class ServiceApply:
     file_values: tuple[tuple[str, str], ...] = ()
 
 
-def service_applies(cluster: Cluster, paths: Paths = PATHS) -> tuple[ServiceApply, ...]:
+def haproxy_line_keys(cluster: Cluster, paths: Paths = PATHS, template_dir: Path | None = None) -> dict[int, str]:
+    """Line number in haproxy.cfg -> the config key of the raw line there (every node's haproxy.cfg
+    has the same lines; only its first comment names the node)."""
+    if not proxies.raw_lines(cluster.spec.haproxy):
+        return {}
+    env = _environment(template_dir or TEMPLATES)
+    text = env.get_template("haproxy.cfg.j2").render(_context(cluster, cluster.nodes[0], paths))
+    return proxies.line_keys(text, cluster.spec.haproxy)
+
+
+def service_applies(cluster: Cluster, paths: Paths = PATHS,
+                    template_dir: Path | None = None) -> tuple[ServiceApply, ...]:
     """rsyslog first (HAProxy's log socket), then HAProxy (it must serve before keepalived may
     hold the VIP), haproxy-watch (it clears the track file once HAProxy serves), keepalived."""
     rsyslog = ServiceApply(
@@ -248,14 +285,14 @@ def service_applies(cluster: Cluster, paths: Paths = PATHS) -> tuple[ServiceAppl
         sockets=(paths.haproxy_log_socket,),
     )
     # Certificates and ticket keys first, so `haproxy -c` judges the config with them in place.
-    tls_files = tuple(ApplyFile(f"tls-{name}.pem", f"{paths.certs_dir}/{name}.pem", "0600")
-                      for name in cluster.certificates)
+    tls = tuple(ApplyFile(f.name, f.path, f.mode) for f in tls_files(cluster, paths))
     if cluster.uses_tls:
-        tls_files += (ApplyFile("tls-ticket-keys", paths.ticket_keys, "0600"),)
+        tls += (ApplyFile("tls-ticket-keys", paths.ticket_keys, "0600"),)
     haproxy = ServiceApply(
         name="haproxy",
-        files=(*tls_files, ApplyFile("haproxy.initd", paths.haproxy_initd, "0755", "sh -n"),
-               ApplyFile("haproxy.cfg", paths.haproxy_cfg, "0640", "haproxy -dW -c -f")),
+        files=(*tls, ApplyFile("haproxy.initd", paths.haproxy_initd, "0755", "sh -n"),
+               ApplyFile("haproxy.cfg", paths.haproxy_cfg, "0640", "haproxy -dW -c -f",
+                         keys=tuple(sorted(haproxy_line_keys(cluster, paths, template_dir).items())))),
         pidfile=paths.haproxy_pidfile,
         comm="haproxy",
         # Master-worker reload: new workers take the sockets, old ones finish their connections.
@@ -309,7 +346,7 @@ def render_scripts(
             apk_repositories=ALPINE_REPOSITORIES,
         ),
     }
-    for svc in service_applies(cluster, paths):
+    for svc in service_applies(cluster, paths, template_dir):
         scripts[f"apply-{svc.name}.sh"] = env.get_template("scripts/apply.sh.j2").render(base, svc=svc)
     return scripts
 
@@ -321,7 +358,7 @@ def render_probe(cluster: Cluster, node: Node, files: tuple[RenderedFile, ...], 
     env = _environment(template_dir or TEMPLATES)
     return env.get_template("scripts/probe.sh.j2").render(
         node=node, paths=paths, files=sorted((f.name, f.path) for f in files),
-        services=service_applies(cluster, paths), state_dir=paths.state_dir,
+        services=service_applies(cluster, paths, template_dir), state_dir=paths.state_dir,
         interface=cluster.spec.cluster.interface, sshd_config="/etc/ssh/sshd_config",
     )
 

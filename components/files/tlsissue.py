@@ -47,7 +47,8 @@ def new_ca(common_name: str, days: int = 3650) -> tuple[str, str]:
 def issue(ca_pem: str, ca_key_pem: str, names: list[str], days: int = 90,
           not_before: dt.datetime | None = None, serial: int | None = None) -> str:
     """A server certificate for DNS names and IP addresses, signed by the CA: the bundle HAProxy
-    reads (certificate, then its private key)."""
+    reads (certificate, the CA that issued it, then the private key). The CA in the chain lets a
+    backend's `tls.ca` name this bundle to trust what the same CA issued."""
     ca = x509.load_pem_x509_certificate(ca_pem.encode())
     ca_key = serialization.load_pem_private_key(ca_key_pem.encode(), password=None)
     key = ec.generate_private_key(ec.SECP256R1())
@@ -71,7 +72,7 @@ def issue(ca_pem: str, ca_key_pem: str, names: list[str], days: int = 90,
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
         .sign(ca_key, hashes.SHA256())
     )
-    return _cert_pem(cert) + _key_pem(key)
+    return _cert_pem(cert) + ca_pem + _key_pem(key)
 
 
 def placeholder(name: str) -> str:

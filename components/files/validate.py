@@ -13,12 +13,13 @@ import re
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
+from ..model.proxies import name_rejected_keys
 from . import daemons13
 from .render import RenderedFile
 
@@ -95,23 +96,31 @@ def _run(argv: list[str]) -> tuple[int, str]:
     return proc.returncode, (proc.stdout + proc.stderr).strip()
 
 
-def check_haproxy(config_text: str, daemons: Daemons = HOST, files: tuple[RenderedFile, ...] = ()) -> CheckResult:
+def check_haproxy(config_text: str, daemons: Daemons = HOST, files: tuple[RenderedFile, ...] = (),
+                  keys: Mapping[int, str] | None = None) -> CheckResult:
     """`haproxy -dW -c`: zero-warning mode, any warning fails the check. Files the config
-    names (certificates, ticket keys) are put in a private folder and the config pointed there."""
+    names (certificates, crt-lists, CAs, ticket keys) are put in a private folder and the config
+    and those files pointed there. `keys` (line -> config key of a raw line) names what HAProxy rejects."""
     binary, why = daemons.locate("haproxy")
     if not binary:
         return CheckResult("haproxy -c", "skipped", why)
     tool = daemons.label("haproxy", binary, "-c")
     with daemons.scratch() as (here, seen):
-        for f in files:
-            if f.path in config_text:
-                Path(here, f.name).write_text(f.text)
-                Path(here, f.name).chmod(0o600)
-                config_text = config_text.replace(f.path, str(seen / f.name))
-        Path(here, "haproxy.cfg").write_text(config_text)
+        moved = {f.path: str(seen / f.name) for f in files if f.path in config_text}
+        named = [f for f in files if f.path in moved]
+
+        def pointed(text: str) -> str:
+            for path, there in moved.items():
+                text = text.replace(path, there)
+            return text
+
+        for f in named:
+            Path(here, f.name).write_text(pointed(f.text))
+            Path(here, f.name).chmod(0o600)
+        Path(here, "haproxy.cfg").write_text(pointed(config_text))
         code, out = _run(daemons.command(binary, "-dW", "-c", "-f", str(seen / "haproxy.cfg")))
     if code != 0 or "[WARNING]" in out or "[ALERT]" in out:
-        return CheckResult(tool, "failed", out or f"exit status {code}")
+        return CheckResult(tool, "failed", name_rejected_keys(out, keys or {}) or f"exit status {code}")
     return CheckResult(tool, "ok")
 
 

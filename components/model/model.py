@@ -15,9 +15,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..config.errors import PROJECT, ConfigError
-from ..config.schema import FrontendSpec, StackSpec, load_stack
+from ..config.haproxy import FrontendSpec
+from ..config.schema import StackSpec, load_stack
 from ..config.tls import KEY as TLS_KEY
 from ..config.tls import WARN_DAYS, Certificate, load_certificates
+from . import proxies
 from .sha512crypt import derived_salt, sha512_crypt
 from .vrrp import GroupOnNode, node_groups, preferred_holders
 
@@ -96,6 +98,8 @@ class Cluster:
     certificates: Mapping[str, Certificate] = field(default_factory=dict)
     # Said at preview time, not fatal (a certificate that expires soon).
     warnings: tuple[str, ...] = ()
+    # The CA files backends verify their servers with: name -> PEM certificates (public).
+    backend_cas: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def uses_tls(self) -> bool:
@@ -174,17 +178,9 @@ class Cluster:
         """Every TCP port HAProxy must listen on once healthy, sorted."""
         return tuple(sorted({self.spec.haproxy.stats.port, *(f.port for f in self.spec.haproxy.frontends)}))
 
-    def route_acls(self, frontend: FrontendSpec) -> list[dict[str, Any]]:
-        """ACL names and criteria for a frontend's routes, in match order."""
-        out = []
-        for i, route in enumerate(frontend.routes):
-            acls = []
-            if route.path_beg:
-                acls.append((f"r{i}_{route.backend}_beg", "path_beg", route.path_beg))
-            if route.path_end:
-                acls.append((f"r{i}_{route.backend}_end", "path_end", route.path_end))
-            out.append({"backend": route.backend, "acls": acls, "condition": " || ".join(a[0] for a in acls)})
-        return out
+    def uses_ocsp(self, frontend: FrontendSpec) -> bool:
+        """A certificate of this frontend names an OCSP responder: HAProxy 2.8+ staples its answer."""
+        return bool(frontend.tls) and any(self.certificates[n].ocsp_url for n in frontend.tls.certificates)  # type: ignore[union-attr]
 
 
 def referenced_certificates(spec: StackSpec) -> dict[str, str]:
@@ -218,7 +214,26 @@ def build_cluster(stack: str, config: Mapping[str, Any], secrets: Secrets, now: 
         f"{TLS_KEY}.{c.name}: expires on {c.not_after:%Y-%m-%d %H:%M} UTC, in less than {WARN_DAYS} days; renew it"
         for c in certificates.values() if c.expires_within(WARN_DAYS, now)
     )
-    return Cluster(stack, spec, secrets, certificates, warnings)
+    return Cluster(stack, spec, secrets, certificates, warnings, _backend_cas(spec, secrets, now))
+
+
+def _backend_cas(spec: StackSpec, secrets: Secrets, now: dt.datetime) -> dict[str, str]:
+    """backends[].tls.ca: a haproxy.caBundles entry, or a haproxy-ha:tlsCertificates bundle's chain."""
+    out = {}
+    for name, where in proxies.backend_cas(spec.haproxy).items():
+        if name in spec.haproxy.ca_bundles:
+            out[name] = spec.haproxy.ca_bundles[name]
+            continue
+        if name not in secrets.tls_bundles:
+            known = sorted({*spec.haproxy.ca_bundles, *secrets.tls_bundles})
+            raise ConfigError(where, f"unknown CA {name!r}: name one in haproxy.caBundles or {TLS_KEY}, or "
+                              f"`system` (known: {', '.join(known) or 'none'})")
+        cert = load_certificates({name: where}, secrets.tls_bundles, now)[name]
+        if not cert.chain_pem:
+            raise ConfigError(where, f"{TLS_KEY}.{name} has no chain after its leaf certificate, so no CA "
+                              "to trust; add the issuing CA to the bundle, or name a haproxy.caBundles entry")
+        out[name] = cert.chain_pem
+    return out
 
 
 def content_hash(*texts: str) -> str:
