@@ -6,9 +6,19 @@ OUT ?= /tmp/haproxy-ha-render
 # Debian packages the tests and the lab use (the real daemons, sshd, OpenRC, script checkers).
 APT_PACKAGES := haproxy keepalived openssh-server openrc shellcheck busybox iproute2 openssl curl procps rsyslog logrotate qemu-guest-agent debootstrap
 
-.PHONY: setup system-packages venv toolchain env debian13-root test lint render lab lab-down lab-preview lab-ssh bench
+.PHONY: setup system-packages venv toolchain scanners env debian13-root test lint render lab lab-down lab-preview lab-ssh bench
 
-setup: system-packages venv toolchain
+setup: system-packages venv toolchain scanners
+
+# sslyze (the lab's TLS profile checks) in a virtualenv of its own, outside the repo: it pins a
+# cryptography that is not ours. tools/sslyze/requirements.txt pins every package.
+SSLYZE_VENV ?= /var/cache/haproxy-ha/sslyze
+scanners: $(SSLYZE_VENV)/.installed
+
+$(SSLYZE_VENV)/.installed: tools/sslyze/requirements.txt
+	python3 -m venv $(SSLYZE_VENV)
+	$(SSLYZE_VENV)/bin/pip install -q --disable-pip-version-check --no-deps -r tools/sslyze/requirements.txt
+	cp tools/sslyze/requirements.txt $@
 
 # The Pulumi CLI and plugins: the PATH's pulumi >= 3.272 if there is one, else built with the go
 # command from the Go module proxy into $(HAPROXY_HA_TOOLCHAIN) (tools/README.md). Seconds when built.
