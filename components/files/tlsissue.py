@@ -10,7 +10,7 @@ import secrets
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from cryptography.x509.oid import AuthorityInformationAccessOID, ExtendedKeyUsageOID, NameOID
 
 
 def _key_pem(key: ec.EllipticCurvePrivateKey) -> str:
@@ -47,7 +47,7 @@ def new_ca(common_name: str, days: int = 3650) -> tuple[str, str]:
 
 
 def issue(ca_pem: str, ca_key_pem: str, names: list[str], days: int = 90,
-          not_before: dt.datetime | None = None, serial: int | None = None) -> str:
+          not_before: dt.datetime | None = None, serial: int | None = None, ocsp_url: str | None = None) -> str:
     """A server certificate for DNS names and IP addresses, signed by the CA: the bundle HAProxy
     reads (certificate, the CA that issued it, then the private key). The CA in the chain lets a
     backend's `tls.ca` name this bundle to trust what the same CA issued."""
@@ -61,7 +61,7 @@ def issue(ca_pem: str, ca_key_pem: str, names: list[str], days: int = 90,
             alt.append(x509.IPAddress(ipaddress.ip_address(value)))
         except ValueError:
             alt.append(x509.DNSName(value))
-    cert = (
+    builder = (
         x509.CertificateBuilder()
         .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, names[0])]))
         .issuer_name(ca.subject)
@@ -74,8 +74,11 @@ def issue(ca_pem: str, ca_key_pem: str, names: list[str], days: int = 90,
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
         .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca.public_key()), critical=False)
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-        .sign(ca_key, hashes.SHA256())
     )
+    if ocsp_url:  # the responder HAProxy asks for the answer it staples
+        builder = builder.add_extension(x509.AuthorityInformationAccess([x509.AccessDescription(
+            AuthorityInformationAccessOID.OCSP, x509.UniformResourceIdentifier(ocsp_url))]), critical=False)
+    cert = builder.sign(ca_key, hashes.SHA256())
     return _cert_pem(cert) + ca_pem + _key_pem(key)
 
 
