@@ -64,7 +64,8 @@ def test_a_raw_line_haproxy_rejects_is_named_by_its_key(which):
     if result.status == "skipped":
         pytest.skip(result.detail)
     assert result.status == "failed"
-    assert result.detail.startswith("haproxy-ha:haproxy.backends[2].extra[1]: HAProxy rejects this line: "), result.detail
+    assert result.detail.startswith(
+        "haproxy-ha:haproxy.backends[2].extra[1]: HAProxy rejects this line: "), result.detail
     assert "frobnicate" in result.detail
     # The node's apply step names it the same way (its lines are the same).
     script = render_scripts(cluster, cluster.nodes[0])["apply-haproxy.sh"]
