@@ -54,15 +54,21 @@ class ClusterSpec(Spec):
     unicast: bool = False
     preempt: bool = True
     # Seconds between VRRP advertisements. Sub-second needs VRRPv3, which has no PASS auth;
-    # absent: 0.1 s (VRRPv3: a lost master is replaced after 3 adverts + skew, ~0.35 s), or
-    # 1 s (VRRPv2) when a vrrpPassword is set.
+    # absent: failureDetection's (a lost master is replaced after 3 adverts + skew), or 1 s
+    # (VRRPv2) when a vrrpPassword is set.
     advert_int: Annotated[float, Field(ge=0.01, le=255)] | None = None
+    # How fast a lost node is replaced, against how long a stall a node survives without a false
+    # move (components/model/detection.py maps it to the advert interval); absent: default.
+    failure_detection: Literal["fast", "default", "tolerant"] | None = None
     nodes: Annotated[list[NodeSpec], Field(min_length=2, max_length=100)]
 
     @model_validator(mode="after")
     def _consistent(self) -> ClusterSpec:
         self._check_nodes()
         self._check_groups()
+        if self.failure_detection is not None and self.advert_int is not None:
+            raise KeyError_(("failureDetection",), "set failureDetection or advertInt, not both: "
+                            "failureDetection chooses the advert interval")
         return self
 
     def _check_nodes(self) -> None:
