@@ -349,6 +349,9 @@ def web_up(prefix: str, index: str, address: str, gateway: str, ports: str) -> N
     if any("tls" in spec[1:] for spec in specs):
         bundle.touch(mode=0o600)
         bundle.write_text(sys.stdin.read())
+        if "PRIVATE KEY" not in bundle.read_text():
+            raise SystemExit(f"labctl: the lab's TLS backend servers at {ip} need a certificate: add one to "
+                             "haproxy-ha:tlsCertificates (a frontend's, or the one a backend's tls.ca names)")
     ns = attach(prefix, f"w{index}", f"w{index}", address, gateway)
     for port, *kinds in specs:
         if kinds:

@@ -83,11 +83,12 @@ def test_debian13s_daemons_reject_broken_configs(daemons):
     scripts = tuple(f for f in rendered["k3s-lb-01"] if f.name.endswith(".sh"))
     interface = cluster.spec.cluster.interface
 
-    unknown_keyword = check_haproxy(haproxy + "\nfrontend broken\n    no_such_keyword on\n", daemons)
+    node_files = tuple(rendered["k3s-lb-01"])  # the CA files the config names
+    unknown_keyword = check_haproxy(haproxy + "\nfrontend broken\n    no_such_keyword on\n", daemons, node_files)
     assert unknown_keyword.status == "failed" and "no_such_keyword" in unknown_keyword.detail
     # Zero-warning rule: only a warning, still refused.
     warning = "\nfrontend warns\n    mode tcp\n    bind 127.0.0.1:9999\n    option httplog\n    default_backend none\n"
-    only_warns = check_haproxy(haproxy + warning + "backend none\n    mode tcp\n", daemons)
+    only_warns = check_haproxy(haproxy + warning + "backend none\n    mode tcp\n", daemons, node_files)
     assert only_warns.status == "failed" and "[WARNING]" in only_warns.detail, only_warns.detail
 
     bad_vrid = RenderedFile(keepalived.name, keepalived.path, keepalived.mode,

@@ -29,8 +29,7 @@ EXTRA_SECTIONS = ("userlist", "cache", "peers", "resolvers", "http-errors", "rin
 OWNED_DIRECTIVES = {
     "bind": "listeners are typed: add a frontend (its bind) instead",
     "mode": "set the typed key `mode`",
-    "log": "logging is ours (every section logs to the node's rsyslog, README \"Logs\")",
-    "no": "",  # checked by its second word below
+    "log": "logging is ours (every section logs to the node's rsyslog)",
 }
 
 
@@ -59,7 +58,7 @@ def _proxy_line(value: str) -> str:
     word = words[0].lower()
     if word == "no" and len(words) > 1 and words[1].lower() == "log":
         word = "log"
-    if word in OWNED_DIRECTIVES and OWNED_DIRECTIVES[word]:
+    if word in OWNED_DIRECTIVES:
         raise ValueError(f"`{words[0]}` cannot go in extra: {OWNED_DIRECTIVES[word]}")
     return value
 

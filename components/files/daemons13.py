@@ -28,7 +28,9 @@ ROOT_ENV = "HAPROXY_HA_DEBIAN13_ROOT"
 MIRROR_ENV = "HAPROXY_HA_DEBIAN13_MIRROR"  # only if this machine's apt sources name no Debian archive
 DEFAULT_ROOT = Path("/var/cache/haproxy-ha/debian13-root")
 SUITE = "trixie"
-PACKAGES = ("haproxy", "keepalived")
+DAEMONS = ("haproxy", "keepalived")
+# ca-certificates: the trust store `ca-file @system-ca` loads (backends' tls.ca: system).
+PACKAGES = (*DAEMONS, "ca-certificates")
 STAMP = ".haproxy-ha-root"  # written last, inside the root, before the rename
 BUILD_TIMEOUT = 1800
 
@@ -42,8 +44,16 @@ def root_path() -> Path:
 
 
 def is_ready(root: Path) -> bool:
-    """Only a root that finished building carries the stamp; anything else is never used."""
-    return (root / STAMP).is_file()
+    """Only a root that finished building carries the stamp; anything else is never used. A root
+    built with fewer packages than PACKAGES is outdated (ensure_root builds it again)."""
+    return (root / STAMP).is_file() and _stamped_packages(root) == set(PACKAGES)
+
+
+def _stamped_packages(root: Path) -> set[str]:
+    for line in (root / STAMP).read_text().splitlines():
+        if line.startswith("packages "):
+            return set(line.split()[1:])
+    return set(DAEMONS)  # stamps written before the line existed
 
 
 def host_codename(os_release: Path = Path("/etc/os-release")) -> str:
@@ -141,7 +151,7 @@ def _debootstrap(target: Path, mirror: str) -> None:
 
 def _versions(root: Path) -> str:
     out = []
-    for program in PACKAGES:
+    for program in DAEMONS:
         argv = ["chroot", str(root), f"/usr/sbin/{program}", "-v"]
         proc = subprocess.run(argv, capture_output=True, text=True, timeout=30)
         out.append((proc.stdout + proc.stderr).strip().splitlines()[0] if proc.returncode == 0 else f"{program}: ?")
@@ -156,7 +166,8 @@ def build_root(root: Path, mirror: str) -> None:
         for deb in (partial / "var/cache/apt/archives").glob("*.deb"):
             deb.unlink()  # 50 MB nobody reads again
         partial.chmod(0o755)
-        stamp = f"suite {SUITE}\nmirror {mirror}\nbuilt {time.strftime('%Y-%m-%dT%H:%M:%S%z')}\n{_versions(partial)}\n"
+        stamp = (f"suite {SUITE}\nmirror {mirror}\npackages {' '.join(PACKAGES)}\n"
+                 f"built {time.strftime('%Y-%m-%dT%H:%M:%S%z')}\n{_versions(partial)}\n")
         (partial / STAMP).write_text(stamp)
         os.rename(partial, root)
     finally:
@@ -177,6 +188,10 @@ def ensure_root(root: Path | None = None, log: Callable[[str], None] | None = No
     with _lock(root):
         if is_ready(root):
             return root
+        if (root / STAMP).is_file():  # ours, built with fewer packages: set aside, then removed
+            outdated = root.parent / f"{root.name}.partial-outdated"
+            os.rename(root, outdated)
+            _remove_partial(outdated)
         if root.exists():
             raise RootBuildError(f"{root} exists but has no {STAMP} stamp; remove it to rebuild")
         for stale in root.parent.glob(f"{root.name}.partial-*"):

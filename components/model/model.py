@@ -61,8 +61,9 @@ class Secrets:
 
 
 # What every node installs, on the VMs (apk) and in the lab (apt) alike. rsyslog receives
-# HAProxy's logs inside its chroot; logrotate rotates them; python3 runs haproxy-watch.
-PACKAGES = ("haproxy", "keepalived", "rsyslog", "logrotate", "python3", "qemu-guest-agent")
+# HAProxy's logs inside its chroot; logrotate rotates them; python3 runs haproxy-watch;
+# ca-certificates is the trust store of backends with tls.ca: system.
+PACKAGES = ("haproxy", "keepalived", "rsyslog", "logrotate", "python3", "qemu-guest-agent", "ca-certificates")
 
 
 @dataclass(frozen=True)

@@ -134,7 +134,7 @@ def server_options(be: BackendSpec, server: ServerSpec, ca_dir: str) -> str:
         if sni == FROM_REQUEST:
             words.append("sni req.hdr(host),host_only")
         elif sni:
-            words.append(f"sni str({sni}) verifyhost {sni}")
+            words.append(f"sni str({sni})" + (f" verifyhost {sni}" if be.tls.verify == "required" else ""))
     elif check and check.tls:
         # Checks over TLS to a server whose traffic passes through: it answers, unverified.
         words.append("check-ssl verify none")
