@@ -13,6 +13,7 @@ from components.files.render import haproxy_line_keys, placeholder_ticket_keys, 
 from components.files.tlsissue import issue, new_ca
 from components.files.validate import HOST, check_haproxy, debian13
 from components.model.model import Secrets, build_cluster
+from components.model.proxies import DEFAULT_PROFILE, PROFILES
 from tests.conftest import requires_daemons, stack_config, tls_bundle
 
 STATS_PW = "lab-stats-pw"
@@ -107,3 +108,15 @@ def test_a_ca_bundle_without_a_chain_is_refused_by_its_key():
         lab(copy.deepcopy(cfg), upstream=leaf_only + key)
     assert err.value.key == "haproxy-ha:haproxy.backends[3].tls.ca"
     assert "no chain after its leaf" in err.value.reason
+
+
+def test_modern_differs_from_the_global_intermediate_defaults_only_in_its_tls_version():
+    """The global ssl-default-bind-* lines carry intermediate; a modern frontend only raises the
+    minimum version, which is right as long as both profiles share their TLS 1.3 suites and curves."""
+    assert PROFILES["modern"].ciphersuites == DEFAULT_PROFILE.ciphersuites
+    assert PROFILES["modern"].curves == DEFAULT_PROFILE.curves
+    _, _, text = lab()
+    assert "ssl-default-bind-curves X25519:prime256v1:secp384r1\n" in text
+    assert "CBC" not in text and "-SHA " not in text and "SHA:" not in text
+    modern = text[text.index("frontend modern"):].split("\n\n")[0]
+    assert " ssl-min-ver TLSv1.3 " in modern
