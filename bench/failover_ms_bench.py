@@ -68,6 +68,7 @@ def gaps_ms(events: list[Event], start: int, end: int) -> list[float]:
 
 def trial(lab: Lab, wire: Wire, action, restore) -> dict:
     """One failover under the probe and the client-seen load; figures in ms from the action."""
+    wire.clear()
     with probe.Load(lab, VIP_URL, workers=4, interval=0.005, timeout=0.1) as load:
         time.sleep(0.5)
         at = action()
@@ -230,12 +231,40 @@ def remedies(lab: Lab, wire: Wire, base: dict, adverts: list[float], seconds: fl
             probe.node_exec(lab.ns(SLOTS[HOLDER]), "rc-service keepalived restart")
             settle(lab, quiet=3)
             with_remedy(lab, remedy)
+            wire.clear()
             start = time.monotonic_ns()
             changed = hard_case(lab, HOLDER, seconds=seconds)
             gap = advert_gaps(wire, MAC[HOLDER], start, time.monotonic_ns())
             print(f"remedy, advert_int {advert:g}, {remedy}: 1 busy loop sharing CPU 0 with the holder's "
                   f"keepalived for {seconds:g} s: {changed} VRRP changes, longest gap between its adverts "
                   f"{gap:.0f} ms", flush=True)
+            if changed:
+                settle(lab)
+
+
+def steal_ms(cpu: int = 0) -> float:
+    """Time the hypervisor has taken CPU `cpu` away from this machine so far (steal), ms."""
+    for line in Path("/proc/stat").read_text().splitlines():
+        if line.startswith(f"cpu{cpu} "):
+            return int(line.split()[8]) * 1000 / os.sysconf("SC_CLK_TCK")
+    return 0.0
+
+
+def hard_cases(lab: Lab, wire: Wire, base: dict, adverts: list[float], repeats: int) -> None:
+    """The holder's hard case `repeats` times per advert interval: VRRP changes, advert gaps."""
+    for advert in adverts:
+        cfg = copy.deepcopy(base)
+        cfg["haproxy-ha:cluster"]["advertInt"] = advert
+        lab.up(cfg)
+        settle(lab, quiet=3)
+        for _ in range(repeats):
+            wire.clear()
+            start, stolen = time.monotonic_ns(), steal_ms()
+            changed = hard_case(lab, HOLDER)
+            gap = advert_gaps(wire, MAC[HOLDER], start, time.monotonic_ns())
+            print(f"hard case, advert_int {advert:g}: 1 busy loop sharing CPU 0 with the holder's keepalived "
+                  f"for 30 s: {changed} VRRP changes; longest gap between its adverts {gap:.0f} ms; the "
+                  f"hypervisor took CPU 0 for {steal_ms() - stolen:.0f} ms meanwhile (steal)", flush=True)
             if changed:
                 settle(lab)
 
@@ -251,9 +280,13 @@ def detection(lab: Lab, wire: Wire, base: dict, adverts: list[float], trials: in
         summary(f"node lost, advert_int {advert:g}", [node_lost(lab, wire) for _ in range(trials)])
         summary(f"HAProxy killed, advert_int {advert:g}", [haproxy_dies(lab, wire) for _ in range(trials)])
         for node, loops in ((HOLDER, 1), (NEXT, 1), (HOLDER, 3)):
+            wire.clear()
+            start = time.monotonic_ns()
             changed = hard_case(lab, node, loops=loops)
+            gap = advert_gaps(wire, MAC[HOLDER], start, time.monotonic_ns())
             print(f"hard case, advert_int {advert:g}: {loops} busy loop(s) sharing CPU 0 with {node}'s "
-                  f"keepalived for 30 s: {changed} VRRP changes", flush=True)
+                  f"keepalived for 30 s: {changed} VRRP changes; longest gap between the holder's adverts "
+                  f"{gap:.0f} ms", flush=True)
             if changed:
                 settle(lab)
         changed = reloads(lab)
@@ -276,6 +309,8 @@ def main() -> None:
     parser.add_argument("--advert-int", type=float, nargs="*", default=None,
                         help="advert intervals to measure (default: the stack's own)")
     parser.add_argument("--detection", action="store_true", help="the trade-offs per advert interval")
+    parser.add_argument("--hard-case", type=int, default=0, metavar="N",
+                        help="only the holder's hard case, N times per advert interval")
     parser.add_argument("--remedies", action="store_true", help="the hard case per scheduling remedy")
     parser.add_argument("--failure-detection", default=None, help="cluster.failureDetection for the lab stack")
     args = parser.parse_args()
@@ -291,6 +326,9 @@ def main() -> None:
         settle(lab)
         wire = Wire(lab.ns("cl"), VIP, 5000)
         try:
+            if args.hard_case:
+                hard_cases(lab, wire, base, args.advert_int or [0.03], args.hard_case)
+                return
             if args.remedies:
                 remedies(lab, wire, base, args.advert_int or [0.03], 20)
                 return

@@ -12,7 +12,7 @@ from ..config.clusterspec import ClusterSpec
 from ..config.errors import PROJECT, ConfigError
 
 # Seconds between adverts per setting (VRRPv3 counts them in centiseconds).
-ADVERT_INT = {"fast": 0.02, "default": 0.03, "tolerant": 0.1}
+ADVERT_INT = {"fast": 0.03, "default": 0.05, "tolerant": 0.1}
 # PASS authentication is VRRPv2, whose adverts are whole seconds.
 VRRPV2_ADVERT_INT = 1.0
 
