@@ -1,7 +1,8 @@
 """Failover to the millisecond: HAProxy's death and node loss, seen on the wire.
 
 Brings up its own lab cluster (stack `fmsbench`), measures, tears it down. Needs root.
-    .venv/bin/python bench/failover_ms_bench.py [--trials N] [--advert-int S ...] [--detection]
+    .venv/bin/python bench/failover_ms_bench.py [--trials N] [--advert-int S ...]
+        [--detection | --hard-case N | --remedies] [--failure-detection fast|default|tolerant]
 
 Method (lab/kit/wire.py): in the lab's client namespace a raw socket sends a TCP SYN to the VIP
 every millisecond and an AF_PACKET socket records what arrives, with the kernel's receive
@@ -14,12 +15,15 @@ lost power or network; nothing it sends arrives any more, nothing reaches it). P
   kill -> first SYN-ACK       the first answer to a probe SYN from the new holder's MAC
 and beside it the client-seen outage of the existing benches (new connection per request,
 4 workers, 5 ms apart, 0.1 s timeout: 0.1 s resolution). The probe's resolution is its SYN
-cadence, printed as the worst gap between SYN-ACKs in the half second before the action.
+cadence, printed as the gaps between SYN-ACKs in the half second before the action.
 
 --detection measures each advert interval given (default 0.1 0.05 0.03 0.02): node loss, false
 VRRP changes in the hard case (the holder's keepalived sharing one CPU with a busy loop, taskset,
 30 s; then the same on a backup), during 10 keepalived and 10 HAProxy reloads, the longest
 SIGSTOP of the holder's VRRP process that moves nothing, and keepalived's CPU time.
+--hard-case N repeats only the holder's hard case, with the longest gap between its adverts and
+the time the hypervisor took CPU 0 meanwhile (steal); --remedies runs it with the holder's
+keepalived at nice 0, nice -20, autogroup nice -20 and SCHED_RR.
 The machine has 2 cores shared with whatever else runs: medians and worst cases over trials.
 """
 

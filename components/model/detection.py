@@ -1,9 +1,11 @@
 """How fast a lost node is replaced: `cluster.failureDetection` -> the VRRP advert interval.
 
 A backup declares its master lost after 3 missed adverts plus its skew time
-((256 - priority) / 256 x advert_int), so the advert interval is the detection time; a master
-that is not scheduled for about 2-3 intervals looks lost too. bench/failover_ms_bench.py
---detection measures both per interval; the README's "How failover is decided" has the figures.
+((256 - priority) / 256 x advert_int), so the advert interval sets the detection time; a master
+that is not scheduled for about 2-3 intervals looks lost too. Measured in the lab
+(bench/failover_ms_bench.py --detection, medians): a lost node replaced in 0.09 / 0.15 / 0.30 s,
+a stall of the holder's VRRP process survived up to 60 / 120 / 200 ms. `default` is the interval
+with no false VRRP change in any hard-case run (README, "How failover is decided").
 """
 
 from __future__ import annotations
