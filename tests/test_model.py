@@ -151,7 +151,7 @@ def test_prod_cluster_derives_the_seed_roles(prod):
     assert [n.name for n in cluster.rollout_order] == ["k3s-lb-03", "k3s-lb-02", "k3s-lb-01"]
     assert cluster.vip_holder.name == "k3s-lb-01"
     assert cluster.listen_ports == (80, 3306, 5000, 8404)
-    assert cluster.vrrp_version == 3 and cluster.advert_int_text == "0.1"
+    assert cluster.vrrp_version == 3 and cluster.advert_int_text == "0.05"
 
 
 def test_priorities_derived_from_order_when_absent(prod):

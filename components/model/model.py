@@ -19,7 +19,7 @@ from ..config.haproxy import FrontendSpec
 from ..config.schema import StackSpec, load_stack
 from ..config.tls import KEY as TLS_KEY
 from ..config.tls import WARN_DAYS, Certificate, load_certificates
-from . import proxies
+from . import detection, proxies
 from .sha512crypt import derived_salt, sha512_crypt
 from .vrrp import GroupOnNode, node_groups, preferred_holders
 
@@ -125,10 +125,8 @@ class Cluster:
 
     @property
     def advert_int(self) -> float:
-        configured = self.spec.cluster.advert_int
-        if configured is not None:
-            return configured
-        return 1.0 if self.vrrp_version == 2 else 0.1
+        """Seconds between VRRP adverts: cluster.advertInt, else failureDetection's (detection.py)."""
+        return detection.advert_int(self.spec.cluster, self.vrrp_version)
 
     @property
     def advert_int_text(self) -> str:
@@ -197,6 +195,7 @@ def build_cluster(stack: str, config: Mapping[str, Any], secrets: Secrets, now: 
     """Validate everything and return the derived cluster; raises ConfigError."""
     spec = load_stack(config)
     secrets.validate()
+    detection.check(spec.cluster, secrets.vrrp_password)
     if secrets.vrrp_password and spec.cluster.advert_int is not None and spec.cluster.advert_int % 1:
         raise ConfigError(
             f"{PROJECT}:cluster.advertInt",
