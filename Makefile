@@ -78,4 +78,5 @@ bench: setup
 	$(PY) bench/lab_bench.py
 	$(PY) bench/aa_bench.py
 	$(PY) bench/operator_bench.py
+	$(PY) bench/failover_ms_bench.py
 	$(PY) bench/toolchain_bench.py
