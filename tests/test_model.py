@@ -75,6 +75,7 @@ BAD = [
     ("extra line opens a section", (H, "backends", 1, "extra"), ["defaults"], f"{H}.backends[1].extra[0]", "new section"),
     ("extra bind", (H, "frontends", 0, "extra"), ["bind *:9999"], f"{H}.frontends[0].extra[0]", "frontend"),
     ("extra log", (H, "frontends", 0, "extra"), ["log 10.0.0.1 local0"], f"{H}.frontends[0].extra[0]", "logging"),
+    ("extra no log", (H, "backends", 0, "extra"), ["no log"], f"{H}.backends[0].extra[0]", "`no log` cannot go in extra"),
     ("extra section global", (H, "extraSections"), ["global\n    maxconn 1"], f"{H}.extraSections[0]", "one of userlist"),
     ("extra section smuggles defaults", (H, "extraSections"), ["cache c\n    total-max-size 4\ndefaults"], f"{H}.extraSections[0]", "line 3"),
     ("extra section stats users", (H, "extraSections"), ["userlist stats_users\n    user a insecure-password b"], f"{H}.extraSections[0]", "ours"),

@@ -55,11 +55,11 @@ RawLine = Annotated[str, AfterValidator(_line)]
 
 def _proxy_line(value: str) -> str:
     words = value.split()
-    word = words[0].lower()
+    word, shown = words[0].lower(), words[0]
     if word == "no" and len(words) > 1 and words[1].lower() == "log":
-        word = "log"
+        word, shown = "log", " ".join(words[:2])
     if word in OWNED_DIRECTIVES:
-        raise ValueError(f"`{words[0]}` cannot go in extra: {OWNED_DIRECTIVES[word]}")
+        raise ValueError(f"`{shown}` cannot go in extra: {OWNED_DIRECTIVES[word]}")
     return value
 
 
