@@ -225,6 +225,14 @@ def with_remedy(lab: Lab, remedy: str) -> None:
             Path(f"/proc/{pid}/autogroup").write_text("-20")
 
 
+def watched_hard_case(lab: Lab, wire: Wire, node: str, **kwargs) -> tuple[int, float]:
+    """hard_case on `node`: its VRRP changes, and the longest gap between the holder's adverts (ms)."""
+    wire.clear()
+    start = time.monotonic_ns()
+    changed = hard_case(lab, node, **kwargs)
+    return changed, advert_gaps(wire, MAC[HOLDER], start, time.monotonic_ns())
+
+
 def remedies(lab: Lab, wire: Wire, base: dict, adverts: list[float], seconds: float) -> None:
     """The hard case per advert interval and scheduling remedy: VRRP changes, longest advert gap."""
     for advert in adverts:
@@ -235,10 +243,7 @@ def remedies(lab: Lab, wire: Wire, base: dict, adverts: list[float], seconds: fl
             probe.node_exec(lab.ns(SLOTS[HOLDER]), "rc-service keepalived restart")
             settle(lab, quiet=3)
             with_remedy(lab, remedy)
-            wire.clear()
-            start = time.monotonic_ns()
-            changed = hard_case(lab, HOLDER, seconds=seconds)
-            gap = advert_gaps(wire, MAC[HOLDER], start, time.monotonic_ns())
+            changed, gap = watched_hard_case(lab, wire, HOLDER, seconds=seconds)
             print(f"remedy, advert_int {advert:g}, {remedy}: 1 busy loop sharing CPU 0 with the holder's "
                   f"keepalived for {seconds:g} s: {changed} VRRP changes, longest gap between its adverts "
                   f"{gap:.0f} ms", flush=True)
@@ -262,10 +267,8 @@ def hard_cases(lab: Lab, wire: Wire, base: dict, adverts: list[float], repeats: 
         lab.up(cfg)
         settle(lab, quiet=3)
         for _ in range(repeats):
-            wire.clear()
-            start, stolen = time.monotonic_ns(), steal_ms()
-            changed = hard_case(lab, HOLDER)
-            gap = advert_gaps(wire, MAC[HOLDER], start, time.monotonic_ns())
+            stolen = steal_ms()
+            changed, gap = watched_hard_case(lab, wire, HOLDER)
             print(f"hard case, advert_int {advert:g}: 1 busy loop sharing CPU 0 with the holder's keepalived "
                   f"for 30 s: {changed} VRRP changes; longest gap between its adverts {gap:.0f} ms; the "
                   f"hypervisor took CPU 0 for {steal_ms() - stolen:.0f} ms meanwhile (steal)", flush=True)
@@ -284,10 +287,7 @@ def detection(lab: Lab, wire: Wire, base: dict, adverts: list[float], trials: in
         summary(f"node lost, advert_int {advert:g}", [node_lost(lab, wire) for _ in range(trials)])
         summary(f"HAProxy killed, advert_int {advert:g}", [haproxy_dies(lab, wire) for _ in range(trials)])
         for node, loops in ((HOLDER, 1), (NEXT, 1), (HOLDER, 3)):
-            wire.clear()
-            start = time.monotonic_ns()
-            changed = hard_case(lab, node, loops=loops)
-            gap = advert_gaps(wire, MAC[HOLDER], start, time.monotonic_ns())
+            changed, gap = watched_hard_case(lab, wire, node, loops=loops)
             print(f"hard case, advert_int {advert:g}: {loops} busy loop(s) sharing CPU 0 with {node}'s "
                   f"keepalived for 30 s: {changed} VRRP changes; longest gap between the holder's adverts "
                   f"{gap:.0f} ms", flush=True)
