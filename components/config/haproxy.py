@@ -1,5 +1,5 @@
-"""The HAProxy part of the schema: frontends, routes, backends, TLS both ways, and the raw lines a
-user adds for everything the typed keys do not cover. Errors name their key path."""
+"""The HAProxy part of the schema: frontends, routes, backends, TLS both ways, and where the raw
+lines go (what a raw line may say is rawlines.py's). Errors name their key path."""
 
 from __future__ import annotations
 
@@ -7,84 +7,21 @@ from typing import Annotated, Any, Literal
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
-from pydantic import AfterValidator, Field, StringConstraints, model_validator
+from pydantic import AfterValidator, Field, model_validator
 from pydantic.alias_generators import to_camel
 
 from .errors import KeyError_, unique
 from .fields import Bind, Duration, Endpoint, HostPattern, Name, PathPart, Port, Spec
-
-# --- Raw lines (the escape hatch) ------------------------------------------------------------
-
-# A line starting one of these opens a new section: inside `extra` it would end the user's
-# section and start one of ours (or a second `global`/`defaults` that overrides ours).
-SECTION_KEYWORDS = frozenset({
-    "global", "defaults", "frontend", "backend", "listen", "userlist", "peers", "resolvers",
-    "cache", "http-errors", "ring", "mailers", "program", "crt-store", "traces", "log-forward",
-    "fcgi-app",
-})
-# Sections a user may add whole (haproxy.extraSections); proxies are typed (frontends, backends).
-EXTRA_SECTIONS = ("userlist", "cache", "peers", "resolvers", "http-errors", "ring", "mailers")
-# In a frontend or backend these are ours: `bind` (the ports keepalived's health gate and the
-# rollout wait for), `mode` (the typed key), `log` (logging goes to the node's rsyslog).
-OWNED_DIRECTIVES = {
-    "bind": "listeners are typed: add a frontend (its bind) instead",
-    "mode": "set the typed key `mode`",
-    "log": "logging is ours (every section logs to the node's rsyslog)",
-}
+from .rawlines import ExtraSection, ProxyLine
 
 
-def _line(value: str) -> str:
-    if any(c in value for c in "\r\n\0"):
-        raise ValueError("one line only (no newline or NUL); add one list item per line")
-    if not value.strip():
-        raise ValueError("is empty")
-    if len(value) > 2000:
-        raise ValueError(f"is {len(value)} characters; HAProxy reads lines of at most 2048")
-    word = value.split()[0]
-    if word.startswith("."):
-        raise ValueError(f"{word}: conditional blocks and directives (`.if`, `.notice`...) are not "
-                         "allowed here; they could span our sections")
-    if word.lower() in SECTION_KEYWORDS:
-        raise ValueError(f"`{word}` starts a new section and would end this one; whole sections go "
-                         "in haproxy.extraSections")
-    return value.strip()
+def _listed_once(fields: dict[str, list]) -> None:
+    """Each list's values appear once: the error names the repeat (`hosts[1]`)."""
+    for field, values in fields.items():
+        for i, value in enumerate(values):
+            if value in values[:i]:
+                raise KeyError_((field, i), f"{value!r} is listed twice")
 
-
-RawLine = Annotated[str, AfterValidator(_line)]
-
-
-def _proxy_line(value: str) -> str:
-    words = value.split()
-    word, shown = words[0].lower(), words[0]
-    if word == "no" and len(words) > 1 and words[1].lower() == "log":
-        word, shown = "log", " ".join(words[:2])
-    if word in OWNED_DIRECTIVES:
-        raise ValueError(f"`{shown}` cannot go in extra: {OWNED_DIRECTIVES[word]}")
-    return value
-
-
-ProxyLine = Annotated[RawLine, AfterValidator(_proxy_line)]
-
-
-def _section(value: str) -> str:
-    lines = [line for line in value.splitlines() if line.strip()]
-    if not lines:
-        raise ValueError("is empty; give a whole section: its header line, then its lines")
-    header = lines[0].split()
-    if header[0] not in EXTRA_SECTIONS:
-        raise ValueError(f"starts with `{lines[0].strip()}`: an extra section is one of "
-                         f"{', '.join(EXTRA_SECTIONS)} (global, defaults and the proxies are ours or typed)")
-    if len(header) < 2:
-        raise ValueError(f"`{header[0]}` needs a name")
-    for number, line in enumerate(lines[1:], start=2):
-        try:
-            _line(line)
-        except ValueError as exc:
-            raise ValueError(f"line {number}: {exc}") from None
-    return "\n".join(line.rstrip() for line in lines)
-
-
-ExtraSection = Annotated[str, StringConstraints(max_length=100_000), AfterValidator(_section)]
 
 # --- Timeouts --------------------------------------------------------------------------------
 
@@ -151,22 +88,15 @@ class RouteSpec(Spec):
                             "hosts or paths (http mode)")
         if not (self.sni or self.hosts or self.path_beg or self.path_end):
             raise KeyError_((), "a route needs hosts, pathBeg or pathEnd (http mode), or sni (tcp mode)")
-        for field in ("hosts", "sni"):
-            values = getattr(self, field)
-            for i, value in enumerate(values):
-                if value in values[:i]:
-                    raise KeyError_((field, i), f"{value!r} is listed twice")
+        _listed_once({"hosts": self.hosts, "sni": self.sni})
         return self
-
-
-TLS_PROFILES = ("intermediate", "modern")
 
 
 class TlsSpec(Spec):
     """HTTPS on a frontend: certificates by name (SNI picks among them), Mozilla's profile."""
 
     certificates: Annotated[list[Name], Field(min_length=1)]
-    # Mozilla's server-side TLS profile: ciphers, TLS 1.3 suites and curves (components/model/tlsprofile.py).
+    # Mozilla's server-side TLS profile: ciphers, TLS 1.3 suites and curves (components/model/proxies.py).
     profile: Literal["intermediate", "modern"] = "intermediate"
     # Absent: the profile's (TLSv1.2 for intermediate, TLSv1.3 for modern).
     min_version: Literal["TLSv1.2", "TLSv1.3"] | None = None
@@ -178,10 +108,7 @@ class TlsSpec(Spec):
 
     @model_validator(mode="after")
     def _distinct(self) -> TlsSpec:
-        for field, values in (("certificates", self.certificates), ("alpn", self.alpn)):
-            for i, value in enumerate(values):
-                if value in values[:i]:
-                    raise KeyError_((field, i), f"{value!r} is listed twice")
+        _listed_once({"certificates": self.certificates, "alpn": self.alpn})
         if self.profile == "modern" and self.min_version == "TLSv1.2":
             raise KeyError_(("minVersion",), "Mozilla's modern profile is TLS 1.3 only; use "
                             "profile: intermediate for TLS 1.2 clients")

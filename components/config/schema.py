@@ -115,8 +115,10 @@ def _from_validation_error(exc: ValidationError) -> ConfigError:
     else:
         reason = err["msg"].removeprefix("Value error, ")
         value = err.get("input")
-        if not isinstance(value, (dict, list)) and not (isinstance(value, str) and (len(value) > 80 or "\n" in value)):
-            reason = f"{err['input']!r}: {reason}"
+        # Quoted unless it is a structure or a long text (a PEM bundle): one short line.
+        long_text = isinstance(value, str) and (len(value) > 80 or "\n" in value)
+        if not isinstance(value, (dict, list)) and not long_text:
+            reason = f"{value!r}: {reason}"
     return ConfigError(f"{PROJECT}:{key_path(loc)}", reason)
 
 

@@ -214,11 +214,13 @@ def build_cluster(stack: str, config: Mapping[str, Any], secrets: Secrets, now: 
         f"{TLS_KEY}.{c.name}: expires on {c.not_after:%Y-%m-%d %H:%M} UTC, in less than {WARN_DAYS} days; renew it"
         for c in certificates.values() if c.expires_within(WARN_DAYS, now)
     )
-    return Cluster(stack, spec, secrets, certificates, warnings, _backend_cas(spec, secrets, now))
+    return Cluster(stack, spec, secrets, certificates, warnings, _backend_cas(spec, secrets, certificates, now))
 
 
-def _backend_cas(spec: StackSpec, secrets: Secrets, now: dt.datetime) -> dict[str, str]:
-    """backends[].tls.ca: a haproxy.caBundles entry, or a haproxy-ha:tlsCertificates bundle's chain."""
+def _backend_cas(spec: StackSpec, secrets: Secrets, loaded: Mapping[str, Certificate],
+                 now: dt.datetime) -> dict[str, str]:
+    """backends[].tls.ca: a haproxy.caBundles entry, or a haproxy-ha:tlsCertificates bundle's chain
+    (a frontend's certificate already `loaded` is not parsed again)."""
     out = {}
     for name, where in proxies.backend_cas(spec.haproxy).items():
         if name in spec.haproxy.ca_bundles:
@@ -228,7 +230,7 @@ def _backend_cas(spec: StackSpec, secrets: Secrets, now: dt.datetime) -> dict[st
             known = sorted({*spec.haproxy.ca_bundles, *secrets.tls_bundles})
             raise ConfigError(where, f"unknown CA {name!r}: name one in haproxy.caBundles or {TLS_KEY}, or "
                               f"`system` (known: {', '.join(known) or 'none'})")
-        cert = load_certificates({name: where}, secrets.tls_bundles, now)[name]
+        cert = loaded.get(name) or load_certificates({name: where}, secrets.tls_bundles, now)[name]
         if not cert.chain_pem:
             raise ConfigError(where, f"{TLS_KEY}.{name} has no chain after its leaf certificate, so no CA "
                               "to trust; add the issuing CA to the bundle, or name a haproxy.caBundles entry")

@@ -68,15 +68,15 @@ def crt_list(fe: FrontendSpec, certs_dir: str, ocsp: Mapping[str, bool]) -> str:
 # --- Routes ----------------------------------------------------------------------------------
 
 
-def _names(prefix: str, patterns: list[str], exact: str, suffix: str) -> list[tuple[str, str, list[str]]]:
-    """ACLs for host patterns: one for exact names, one for `*.` wildcards (any subdomain)."""
+def _names(prefix: str, patterns: list[str], fetch: str) -> list[tuple[str, str, list[str]]]:
+    """ACLs on `fetch` for host patterns: one for exact names, one for `*.` wildcards (any subdomain)."""
     names = [p for p in patterns if not p.startswith("*.")]
     wild = [p[1:] for p in patterns if p.startswith("*.")]
     acls = []
     if names:
-        acls.append((f"{prefix}_host", f"{exact} -i", names))
+        acls.append((f"{prefix}_host", f"{fetch} -i", names))
     if wild:
-        acls.append((f"{prefix}_wild", f"{suffix} -m end -i", wild))
+        acls.append((f"{prefix}_wild", f"{fetch} -m end -i", wild))
     return acls
 
 
@@ -87,10 +87,10 @@ def route_acls(frontend: FrontendSpec) -> list[dict[str, Any]]:
     for i, route in enumerate(frontend.routes):
         prefix = f"r{i}_{route.backend}"
         if route.sni:
-            hosts = _names(prefix, route.sni, "req.ssl_sni", "req.ssl_sni")
+            hosts = _names(prefix, route.sni, "req.ssl_sni")
         else:
             # host_only: the Host header without its port (HTTP/2's :authority arrives as Host).
-            hosts = _names(prefix, route.hosts, "req.hdr(host),host_only", "req.hdr(host),host_only")
+            hosts = _names(prefix, route.hosts, "req.hdr(host),host_only")
         paths = []
         if route.path_beg:
             paths.append((f"{prefix}_beg", "path_beg -i", route.path_beg))
@@ -179,9 +179,7 @@ def raw_lines(spec: HaproxySpec) -> list[tuple[str, str, str]]:
     for i, section in enumerate(spec.extra_sections):
         lines = section.splitlines()
         header = " ".join(lines[0].split())
-        out.append((header, f"{PROJECT}:haproxy.extraSections[{i}]", lines[0].strip()))
-        for line in lines[1:]:
-            out.append((header, f"{PROJECT}:haproxy.extraSections[{i}]", line.strip()))
+        out += [(header, f"{PROJECT}:haproxy.extraSections[{i}]", line.strip()) for line in lines]
     return out
 
 
