@@ -143,12 +143,26 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def busy_loop(seconds: float, cpu: int | None = None) -> subprocess.Popen:
+    """A busy loop that ends on its own after `seconds`, pinned to `cpu` if given."""
+    loop = f"import time\nend = time.monotonic() + {seconds}\nwhile time.monotonic() < end:\n    pass\n"
+    pin = [] if cpu is None else ["taskset", "-c", str(cpu)]
+    return subprocess.Popen([*pin, sys.executable, "-c", loop])
+
+
+def end_all(procs: list[subprocess.Popen]) -> None:
+    """End the processes started here, by PID, and reap them."""
+    for proc in procs:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+
+
 class CpuBurn:
     """One busy loop per CPU of this machine, each ending on its own after `seconds`."""
 
     def __init__(self, seconds: float):
-        loop = f"import time\nend = time.monotonic() + {seconds}\nwhile time.monotonic() < end:\n    pass\n"
-        self.procs = [subprocess.Popen([sys.executable, "-c", loop]) for _ in range(os.cpu_count() or 1)]
+        self.procs = [busy_loop(seconds) for _ in range(os.cpu_count() or 1)]
 
     def wait(self) -> None:
         for proc in self.procs:
@@ -158,10 +172,7 @@ class CpuBurn:
         return self
 
     def __exit__(self, *exc) -> None:
-        for proc in self.procs:  # only the loops started here, by PID
-            if proc.poll() is None:
-                proc.kill()
-            proc.wait()
+        end_all(self.procs)
 
 
 def age_seconds(pid: int) -> float:

@@ -5,11 +5,8 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 
 from . import probe
-
-BUSY = "import time\nend = time.monotonic() + {s}\nwhile time.monotonic() < end:\n    pass\n"
 
 
 def keepalived_pids(ns: str) -> list[int]:
@@ -37,8 +34,7 @@ class SharedCpu:
                     tid = int(task)
                     self.saved[tid] = os.sched_getaffinity(tid)
                     os.sched_setaffinity(tid, {cpu})
-            self.loops = [subprocess.Popen(["taskset", "-c", str(cpu), sys.executable, "-c",
-                                            BUSY.format(s=seconds)]) for _ in range(loops)]
+            self.loops = [probe.busy_loop(seconds, cpu) for _ in range(loops)]
         except BaseException:
             self.close()
             raise
@@ -48,10 +44,7 @@ class SharedCpu:
             proc.wait()
 
     def close(self) -> None:
-        for proc in self.loops:
-            if proc.poll() is None:
-                proc.kill()
-            proc.wait()
+        probe.end_all(self.loops)
         for tid, cpus in self.saved.items():
             try:
                 os.sched_setaffinity(tid, cpus)
