@@ -225,6 +225,19 @@ def with_remedy(lab: Lab, remedy: str) -> None:
             Path(f"/proc/{pid}/autogroup").write_text("-20")
 
 
+def at_interval(base: dict, advert: float) -> dict:
+    """The bench's stack config with this advert interval."""
+    cfg = copy.deepcopy(base)
+    cfg["haproxy-ha:cluster"]["advertInt"] = advert
+    return cfg
+
+
+def up_at(lab: Lab, base: dict, advert: float) -> None:
+    """The cluster at this advert interval, settled."""
+    lab.up(at_interval(base, advert))
+    settle(lab, quiet=3)
+
+
 def watched_hard_case(lab: Lab, wire: Wire, node: str, **kwargs) -> tuple[int, float]:
     """hard_case on `node`: its VRRP changes, and the longest gap between the holder's adverts (ms)."""
     wire.clear()
@@ -236,8 +249,7 @@ def watched_hard_case(lab: Lab, wire: Wire, node: str, **kwargs) -> tuple[int, f
 def remedies(lab: Lab, wire: Wire, base: dict, adverts: list[float], seconds: float) -> None:
     """The hard case per advert interval and scheduling remedy: VRRP changes, longest advert gap."""
     for advert in adverts:
-        cfg = copy.deepcopy(base)
-        cfg["haproxy-ha:cluster"]["advertInt"] = advert
+        cfg = at_interval(base, advert)
         for remedy in ("none", "nice -20", "autogroup nice -20", "SCHED_RR 1"):
             lab.up(cfg)
             probe.node_exec(lab.ns(SLOTS[HOLDER]), "rc-service keepalived restart")
@@ -262,10 +274,7 @@ def steal_ms(cpu: int = 0) -> float:
 def hard_cases(lab: Lab, wire: Wire, base: dict, adverts: list[float], repeats: int) -> None:
     """The holder's hard case `repeats` times per advert interval: VRRP changes, advert gaps."""
     for advert in adverts:
-        cfg = copy.deepcopy(base)
-        cfg["haproxy-ha:cluster"]["advertInt"] = advert
-        lab.up(cfg)
-        settle(lab, quiet=3)
+        up_at(lab, base, advert)
         for _ in range(repeats):
             stolen = steal_ms()
             changed, gap = watched_hard_case(lab, wire, HOLDER)
@@ -279,10 +288,7 @@ def hard_cases(lab: Lab, wire: Wire, base: dict, adverts: list[float], repeats: 
 def detection(lab: Lab, wire: Wire, base: dict, adverts: list[float], trials: int) -> None:
     stalls = [20, 40, 60, 80, 100, 120, 150, 200, 300, 400]
     for advert in adverts:
-        cfg = copy.deepcopy(base)
-        cfg["haproxy-ha:cluster"]["advertInt"] = advert
-        lab.up(cfg)
-        settle(lab, quiet=3)
+        up_at(lab, base, advert)
         print(f"--- advert_int {advert:g} s", flush=True)
         summary(f"node lost, advert_int {advert:g}", [node_lost(lab, wire) for _ in range(trials)])
         summary(f"HAProxy killed, advert_int {advert:g}", [haproxy_dies(lab, wire) for _ in range(trials)])
@@ -341,10 +347,7 @@ def main() -> None:
                 return
             for advert in args.advert_int or [None]:
                 if advert is not None:
-                    cfg = copy.deepcopy(base)
-                    cfg["haproxy-ha:cluster"]["advertInt"] = advert
-                    lab.up(cfg)
-                    settle(lab, quiet=3)
+                    up_at(lab, base, advert)
                 label = f"advert_int {advert:g}" if advert is not None else "the stack's settings"
                 print(f"--- {label}", flush=True)
                 summary(f"HAProxy killed on the holder, {label}", [haproxy_dies(lab, wire)
