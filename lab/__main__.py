@@ -16,7 +16,8 @@ import sys
 import time
 
 from components.config.errors import ConfigError
-from components.config.tls import names_in_config
+from components.config.schema import load_stack
+from components.model.model import referenced_certificates
 
 from . import engine, tlsca
 from .stack import Lab, LabError
@@ -78,7 +79,8 @@ def main_up(lab: Lab) -> int:
     for address in first:
         host = f"[{address}]" if ":" in address else address
         print(f"try         ip netns exec {lab.ns('cl')} curl -sg http://{host}:{port}/")
-    for name in names_in_config(lab.base_config):
+    # The frontends' certificates (not a bundle a backend's tls.ca only trusts: nothing serves it).
+    for name in referenced_certificates(load_stack(lab.base_config)):
         host = f"{name}.{tlsca.DOMAIN}"
         print(f"https       ip netns exec {lab.ns('cl')} curl --cacert {tlsca.ca_paths(lab.tls_dir)[0]} "
               f"--resolve {host}:443:{out['vip']} https://{host}/")
