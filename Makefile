@@ -21,7 +21,9 @@ $(SSLYZE_VENV)/.installed: tools/sslyze/requirements.txt
 	cp tools/sslyze/requirements.txt $@
 
 # The Pulumi CLI and plugins: the PATH's pulumi >= 3.272 if there is one, else built with the go
-# command from the Go module proxy into $(HAPROXY_HA_TOOLCHAIN) (tools/README.md). Seconds when built.
+# command from the Go module proxy into $(HAPROXY_HA_TOOLCHAIN); the command and proxmoxve plugins
+# built from the upstream snapshots in $(HAPROXY_HA_UPSTREAM) (default ../shared/upstream), unless
+# the PATH's pulumi has or can install them (tools/README.md). Seconds when built.
 toolchain:
 	@tools/toolchain.sh
 

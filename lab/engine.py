@@ -1,8 +1,9 @@
 """How the lab (and the tests) run the real Pulumi CLI: which binary, which backend, which
 passphrase, and no network.
 
-- The CLI: `$HAPROXY_HA_TOOLCHAIN/bin/pulumi` when `make toolchain` built it, else the `pulumi`
-  on PATH (Pulumi's own installer).
+- The CLI: `$HAPROXY_HA_TOOLCHAIN/bin/pulumi` when `make toolchain` built it, with the resource
+  plugins it built in the plugin cache of `$HAPROXY_HA_TOOLCHAIN/home` (PULUMI_HOME), else the
+  `pulumi` on PATH (Pulumi's own installer) with its own plugins.
 - Each lab stack keeps its state in a local file backend and encrypts its secrets with the
   passphrase provider, from a passphrase file made for that stack, under its state folder.
 - Offline: no update check, no automatic plugin download.
@@ -47,6 +48,8 @@ def stack_env(state_dir: Path) -> dict[str, str]:
     bin_dir = toolchain_bin()
     if bin_dir is not None:
         env["PATH"] = f"{bin_dir}:{os.environ.get('PATH', '/usr/bin:/bin')}"
+        # Its plugin cache holds the resource plugins tools/toolchain.sh built.
+        env["PULUMI_HOME"] = str(TOOLCHAIN / "home")
     return env
 
 
