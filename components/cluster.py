@@ -67,11 +67,16 @@ class HaCluster(pulumi.ComponentResource):
                     backends_ready=backends_ready,
                     ticket_keys=keys,
                     ticket_seed=seed,
-                    state_after=previous.state if previous else None,
                 ),
                 pulumi.ResourceOptions(parent=self),
             )
             self.nodes[node.name] = previous
+        # Each node's live state, first read once the whole rollout is done (it reports the
+        # cluster as it settled), node by node in rolling order: drift is restored in that order.
+        rollout_done = previous.applies if previous else ()
+        state = None
+        for ha_node in self.nodes.values():
+            state = ha_node.watch(after=(*rollout_done, *([state] if state else [])))
 
         spec = cluster.spec
         self.vips = cluster.vip_addresses

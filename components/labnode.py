@@ -1,8 +1,9 @@
 """Lab machines (platform: lab): network namespaces on this host instead of Proxmox VMs.
 
-Declared as local Steps that call `lab/labctl.py`, run by the engine like every other step.
-The engine stays in this machine's own network namespace; SSH reaches each node through the
-lab's client namespace (a ProxyCommand), so nothing here touches this machine's interfaces.
+Declared as pulumi-command `local.Command`s that call `lab/labctl.py`, run by the engine like
+every other step. The engine stays in this machine's own network namespace; SSH reaches each node
+through the stack's bastion (cluster.bastion), which the lab runs in its client namespace behind
+one forward on loopback, so nothing here touches this machine's interfaces.
 """
 
 from __future__ import annotations
@@ -14,9 +15,10 @@ from pathlib import Path
 
 import pulumi
 
+from .config.clusterspec import ClusterSpec
 from .machines import Machine
 from .model.model import Cluster
-from .remote.step import Step
+from .remote import commands
 
 PROJECT_DIR = str(Path(__file__).resolve().parent.parent)
 
@@ -79,14 +81,18 @@ def lab_server_bundle(cluster: Cluster) -> str:
     return next(iter(c.pem for c in cluster.certificates.values()), "")
 
 
-def client_proxy(prefix: str) -> str:
-    """SSH's way to a node: a TCP relay started inside the lab's client namespace."""
-    return f"ip netns exec {prefix}-cl busybox nc %h %p"
-
-
 def host_slot(cluster: Cluster, ip: str) -> str:
     network = cluster.spec.cluster.nodes[0].address.network
     return str(int(ipaddress.IPv4Address(ip)) - int(network.network_address))
+
+
+def lan_gateways(spec: ClusterSpec) -> tuple[str, str]:
+    """The client namespace's addresses on the lab LAN (the gateways, with their prefix): IPv6
+    too when the nodes have it."""
+    plen = spec.nodes[0].address.network.prefixlen
+    v6 = spec.gateway6 is not None and spec.nodes[0].address6 is not None
+    return (f"{spec.gateway}/{plen}",
+            f"{spec.gateway6}/{spec.nodes[0].address6.network.prefixlen}" if v6 else "")  # type: ignore[union-attr]
 
 
 @dataclass(frozen=True)
@@ -107,27 +113,14 @@ class LabNodes(pulumi.ComponentResource):
         prefix = lab_prefix(cluster.stack)
         prefix_len = spec.nodes[0].address.network.prefixlen
         gateway = str(spec.gateway)
-        # IPv6 on the lab segment when the nodes have it: the client holds gateway6.
-        v6 = spec.gateway6 is not None and spec.nodes[0].address6 is not None
-        gateway6 = f"{spec.gateway6}/{spec.nodes[0].address6.network.prefixlen}" if v6 else ""  # type: ignore[union-attr]
+        v6 = bool(lan_gateways(spec)[1])
 
-        def command(step: str, create: str, delete: str, depends_on: list[pulumi.Resource],
-                    stdin: pulumi.Input[str] | None = None) -> Step:
-            return Step(
-                f"{name}-{step}",
-                create=create,
-                delete=delete,
-                stdin=stdin,
-                dir=PROJECT_DIR,
-                # A changed command means a new namespace, not the old one's create run again; the
-                # replacement takes the same names, so the old one must go first.
-                triggers=[create],
-                delete_before_replace=True,
-                opts=pulumi.ResourceOptions(parent=self, depends_on=depends_on),
-            )
+        # The LAN (bridge, client namespace, bastion) is there before the engine runs, as a
+        # user's network is: lab/bastion.py. These are the machines on it.
+        def command(step: str, create: str, delete: str, stdin: pulumi.Input[str] | None = None):
+            return commands.on_this_machine(f"{name}-{step}", create=create, delete=delete, dir=PROJECT_DIR,
+                                            stdin=stdin, opts=pulumi.ResourceOptions(parent=self))
 
-        net_args = [prefix, f"{gateway}/{prefix_len}", *([gateway6] if v6 else [])]
-        net = command("net", labctl("net-up", *net_args), labctl("net-down", prefix), [])
         backends = []
         bundle = lab_server_bundle(cluster)
         for host, ports in lab_backends(cluster).items():
@@ -138,7 +131,6 @@ class LabNodes(pulumi.ComponentResource):
                 f"web-{host}",
                 labctl("web-up", prefix, slot, f"{host}/{prefix_len}", gateway, ",".join(p.arg for p in ports)),
                 labctl("web-down", prefix, slot),
-                [net],
                 stdin=pulumi.Output.secret(bundle) if tls else None,
             ))
         self.backends = tuple(backends)
@@ -150,8 +142,6 @@ class LabNodes(pulumi.ComponentResource):
                        str(node.address), gateway, cluster.spec.ssh_public_key or "",
                        *([str(node.address6), str(spec.gateway6)] if v6 and node.address6 else [])),
                 labctl("node-down", prefix, host_slot(cluster, str(node.address.ip)), node.name),
-                [net],
             )
-            self.machines[node.name] = Machine(str(node.address.ip), 22, resource, dial_error_limit=30,
-                                               proxy_command=client_proxy(prefix))
+            self.machines[node.name] = Machine(str(node.address.ip), 22, resource, dial_error_limit=30)
         self.register_outputs({"prefix": prefix})

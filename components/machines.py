@@ -16,5 +16,3 @@ class Machine:
     resource: pulumi.CustomResource
     # SSH dial attempts: a fresh VM needs time to boot before sshd answers.
     dial_error_limit: int
-    # How SSH reaches it when not by a direct connection (components/remote/ssh.py: Target.proxy_command).
-    proxy_command: str = ""

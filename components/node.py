@@ -22,8 +22,8 @@ from .machines import Machine
 from .model.model import Cluster, Node, content_hash
 from .nodestate.live import sha256, sshd_block_hash
 from .nodestate.provider import NodeState
+from .remote import commands
 from .remote.hostkey import HostKey
-from .remote.step import Step, ssh_connection
 
 
 @dataclass(frozen=True)
@@ -42,14 +42,12 @@ class HaNodeArgs:
     # their seed (a new seed means new keys everywhere).
     ticket_keys: pulumi.Output[str] | None = None
     ticket_seed: pulumi.Resource | None = None
-    # The previous node's NodeState: drift is restored in rolling order too.
-    state_after: pulumi.Resource | None = None
 
 
 class HaNode(pulumi.ComponentResource):
     """Provisions one node and applies its files; `applies` complete when it is healthy."""
 
-    applies: tuple[Step, ...]
+    applies: tuple[pulumi.CustomResource, ...]
     config_hash: str
 
     def __init__(self, name: str, args: HaNodeArgs, opts: pulumi.ResourceOptions | None = None):
@@ -74,32 +72,31 @@ class HaNode(pulumi.ComponentResource):
 
         self.config_hash = content_hash(*(identity(f) for f in files))
 
+        bastion = cluster.spec.cluster.bastion
         # The node's host key, recorded at the first contact; every connection verifies it.
         self.host_key = HostKey(
             f"{name}-hostkey", node=node.name, host=machine.address, port=machine.port,
-            proxy_command=machine.proxy_command, dial_attempts=machine.dial_error_limit,
-            triggers=[machine.resource.id],
+            bastion=commands.bastion_props(bastion), private_key=args.private_key,
+            dial_attempts=machine.dial_error_limit, triggers=[machine.resource.id],
             opts=pulumi.ResourceOptions(parent=self, depends_on=[machine.resource]),
         )
 
-        def connection(dial_attempts: int) -> pulumi.Output[dict]:
-            return ssh_connection(node.name, machine.address, machine.port, args.private_key, self.host_key.publicKey,
-                                  self.host_key.urn, proxy_command=machine.proxy_command, dial_attempts=dial_attempts)
+        def connection(dial_attempts: int):
+            return commands.connection(host=machine.address, port=machine.port, private_key=args.private_key,
+                                       host_key=self.host_key.publicKey, bastion=bastion,
+                                       dial_attempts=dial_attempts)
 
         # A replaced machine is a fresh one: every step must run again on it.
         triggers = [machine.resource.id, *([args.ticket_seed.id] if args.ticket_seed else [])]
 
-        def command(step: str, depends_on: list[pulumi.Resource], secret_stdin: bool = False, **kw) -> Step:
-            return Step(
+        def command(step: str, depends_on: list[pulumi.Resource], secret_stdin: bool = False, **kw):
+            return commands.on_node(
                 f"{name}-{step}",
                 connection=kw.pop("connection", connection(10)),
                 triggers=triggers,
+                secret_stdin=secret_stdin,
                 **kw,
-                opts=pulumi.ResourceOptions(
-                    parent=self,
-                    depends_on=depends_on,
-                    additional_secret_outputs=["stdin"] if secret_stdin else None,
-                ),
+                opts=pulumi.ResourceOptions(parent=self, depends_on=depends_on),
             )
 
         bootstrap = command(
@@ -108,7 +105,7 @@ class HaNode(pulumi.ComponentResource):
         )
         install = command("install", [bootstrap], create="sh -s", stdin=scripts["install.sh"])
 
-        staged: dict[str, Step] = {}
+        staged: dict[str, pulumi.CustomResource] = {}
         for f in files:
             staged[f.name] = command(
                 f"file-{f.name.replace('.', '-').replace('_', '-')}",
@@ -119,7 +116,7 @@ class HaNode(pulumi.ComponentResource):
             )
 
         by_name = {f.name: f for f in files}
-        applies: list[Step] = []
+        applies: list[pulumi.CustomResource] = []
         for svc in service_applies(cluster):
             svc_hash = content_hash(*(identity(by_name[a.name]) for a in svc.files))
             applies.append(
@@ -135,20 +132,23 @@ class HaNode(pulumi.ComponentResource):
                 )
             )
         self.applies = tuple(applies)
-
-        # What is really on the node, read on every refresh; `up` restores what drifted.
-        self.state = NodeState(
-            f"{name}-state",
-            node_state_props(cluster, node, files, stdin_of, scripts, machine, args.private_key,
-                             self.host_key),
-            pulumi.ResourceOptions(
-                parent=self,
-                depends_on=[*applies, *([args.state_after] if args.state_after else [])],
-                additional_secret_outputs=["privateKey", "texts"],
-            ),
-        )
+        self._state_props = node_state_props(cluster, node, files, stdin_of, scripts, machine, args.private_key,
+                                             self.host_key)
+        self._name = name
         self.register_outputs({"address": machine.address, "configHash": self.config_hash,
                                "hostKey": self.host_key.publicKey})
+
+    def watch(self, after: tuple[pulumi.Resource, ...]) -> NodeState:
+        """What is really on the node, read on every refresh; `up` restores what drifted. Its
+        first read waits for `after` (the whole rollout: what it reports is the cluster as it
+        settled, not this node alone mid-rollout)."""
+        self.state = NodeState(
+            f"{self._name}-state",
+            self._state_props,
+            pulumi.ResourceOptions(parent=self, depends_on=[*self.applies, *after],
+                                   additional_secret_outputs=["privateKey", "texts"]),
+        )
+        return self.state
 
 
 def node_state_props(cluster: Cluster, node: Node, files: tuple, stdin_of: dict, scripts: dict[str, str],
@@ -168,7 +168,7 @@ def node_state_props(cluster: Cluster, node: Node, files: tuple, stdin_of: dict,
         "port": machine.port,
         "hostKey": host_key.publicKey,
         "hostKeyUrn": host_key.urn,
-        "proxyCommand": machine.proxy_command,
+        "bastion": commands.bastion_props(cluster.spec.cluster.bastion),
         "privateKey": pulumi.Output.secret(private_key),
         "interface": cluster.spec.cluster.interface,
         "stateDir": PATHS.state_dir,

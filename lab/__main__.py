@@ -63,13 +63,13 @@ def main(argv: list[str] | None = None) -> int:
 def main_up(lab: Lab) -> int:
     started = time.monotonic()
     lab.configure()
-    # As a person runs it: the engine's own progress and diagnostics on this terminal.
-    if lab.pulumi("up", "--yes", check=False, capture=False).returncode != 0:
+    # As a person runs it: the engine's own progress and diagnostics on this terminal. `make
+    # lab-preview` shows the plan first; here the update says each change as it makes it.
+    if lab.pulumi("up", "--yes", "--skip-preview", check=False, capture=False).returncode != 0:
         return 1
     out = lab.outputs()
-    time.sleep(1.5)  # let VRRP settle before asking who holds the VIPs
     for group, addresses in out["vips"].items():
-        holders = lab.vip_holders(addresses[0], out["nodes"])
+        holders = settled_holders(lab, addresses[0], out["nodes"])
         label = "VIP" if len(out["vips"]) == 1 else f"VIP {group}"
         print(f"{label:<11} {', '.join(addresses)} (held by {', '.join(holders) or 'nobody yet'})")
     print(f"stats       {out['statsUrl']}  user admin, password in {lab.state_dir / 'stats-password'}")
@@ -87,6 +87,17 @@ def main_up(lab: Lab) -> int:
     print(f"shell       make lab-ssh NODE={next(iter(out['nodes']))}")
     print(f"took        {time.monotonic() - started:.1f} s")
     return 0
+
+
+def settled_holders(lab: Lab, vip: str, nodes: dict[str, str], seconds: float = 5) -> list[str]:
+    """Who holds `vip` once exactly one node does (VRRP settles within a few adverts after a
+    rollout), or, after `seconds`, whoever holds it then."""
+    deadline = time.monotonic() + seconds
+    while True:
+        holders = lab.vip_holders(vip, nodes)
+        if len(holders) == 1 or time.monotonic() > deadline:
+            return holders
+        time.sleep(0.05)
 
 
 def main_ssh(lab: Lab, node: str | None) -> int:

@@ -9,8 +9,8 @@ it with `--config-file`.
 
 from __future__ import annotations
 
+import hashlib
 import json
-import re
 import secrets
 import shutil
 import subprocess
@@ -22,41 +22,16 @@ from typing import Any
 import yaml
 
 from components.config.errors import PROJECT
-from components.labnode import lab_prefix
+from components.labnode import lab_prefix, lan_gateways
 
-from . import engine, labctl, tlsca
+from . import bastion, engine, engine_output, interrupted, labctl, tlsca
+from .engine_output import Preview
 
 SHIPPED = engine.PROJECT_DIR / "lab" / "stacks"
 
 
 class LabError(RuntimeError):
     pass
-
-
-@dataclass
-class Preview:
-    """What `pulumi preview --json` said: each step's op and the resource's name."""
-
-    steps: list[dict[str, Any]] = field(default_factory=list)
-    diagnostics: list[dict[str, Any]] = field(default_factory=list)
-
-    def ops(self) -> dict[str, str]:
-        """resource name -> op, for every step that changes something (not same, read, refresh)."""
-        return {_name(s["urn"]): s["op"] for s in self.steps if s["op"] not in ("same", "read", "refresh")}
-
-    def drift(self) -> dict[str, list[str]]:
-        """node -> what its NodeState read found different (the refresh before the preview): the
-        refreshed outputs, which the engine reports as the old state of the step that follows."""
-        out: dict[str, list[str]] = {}
-        for s in self.steps:
-            name = _name(s["urn"])
-            if not name.endswith("-state"):
-                continue
-            node = name.removeprefix("haproxy-ha-").removesuffix("-state")
-            found = [list(((s.get(k) or {}).get("outputs") or {}).get("drift") or []) for k in ("newState", "oldState")]
-            if s["op"] != "refresh" or node not in out:
-                out[node] = next((d for d in found if d), found[1] if s["op"] != "refresh" else [])
-        return out
 
 
 @dataclass
@@ -91,8 +66,8 @@ class Lab:
     # --- engine --------------------------------------------------------------------------------
 
     def pulumi(self, *args: str, check: bool = True, stdin: str | None = None, capture: bool = True):
-        # `pulumi stack ...` takes no --config-file; preview, up, refresh, destroy and config do.
-        config = [] if args[0] == "stack" else ["--config-file", str(self.config_file)]
+        # `pulumi stack ...` and `cancel` take no --config-file; preview, up, refresh, destroy and config do.
+        config = [] if args[0] in ("stack", "cancel") else ["--config-file", str(self.config_file)]
         # --event-log (what the Automation API reads) is one of the CLI's debug flags.
         debug = {"PULUMI_DEBUG_COMMANDS": "true"} if "--event-log" in args else None
         return engine.pulumi(self.state_dir, *args, "--stack", self.stack, *config,
@@ -108,8 +83,8 @@ class Lab:
 
     def _ensure_stack(self) -> None:
         engine.prepare(self.state_dir)
-        if not (self.state_dir / "backend" / ".pulumi" / "stacks").exists() or \
-                self.pulumi("stack", "ls", "--json", check=False).stdout.find(f'"{self.stack}"') < 0:
+        # `pulumi stack init` writes the stack's (empty) checkpoint in the file backend.
+        if not any((self.state_dir / "backend" / ".pulumi" / "stacks").glob(f"*/{self.stack}.json")):
             engine.pulumi(self.state_dir, "stack", "init", self.stack)
             self._adopt_salt()
 
@@ -134,7 +109,11 @@ class Lab:
         if self.user_stack:
             if overrides:
                 raise LabError("the lab stack's config is Pulumi.lab.yaml: edit it instead")
+            if merged[f"{PROJECT}:cluster"].get("bastion") != self.bastion_config():
+                for key, value in self.bastion_config().items():
+                    self.pulumi("config", "set", "--path", f"{PROJECT}:cluster.bastion.{key}", str(value))
             return merged
+        merged[f"{PROJECT}:cluster"] = {**merged[f"{PROJECT}:cluster"], "bastion": self.bastion_config()}
         document: dict[str, Any] = {}
         if self.config_file.exists():
             document = yaml.safe_load(self.config_file.read_text()) or {}
@@ -146,7 +125,6 @@ class Lab:
 
     def _set_secrets(self, config: dict[str, Any]) -> None:
         """The lab's secrets, set as a user sets them: `pulumi config set --secret` (once each)."""
-        have = self._secure_keys()
         key = self._ssh_key()
         password = self.state_dir / "stats-password"
         if not password.exists():
@@ -157,12 +135,44 @@ class Lab:
         wanted = {f"{PROJECT}:sshPrivateKey": key.read_text(), f"{PROJECT}:statsPassword": self.stats_password}
         for name, bundle in tlsca.lab_certificates(self.tls_dir, self.stack, config).items():
             wanted[f"{PROJECT}:tlsCertificates.{name}"] = bundle
+        # What the last run set, in the stack file as it then was: nothing to decrypt and compare.
+        stamp = self.state_dir / "secrets-set"
+
+        def mark() -> str:
+            text = self.config_file.read_bytes() + json.dumps(wanted, sort_keys=True).encode()
+            return hashlib.sha256(text).hexdigest()
+
+        if stamp.exists() and stamp.read_text() == mark():
+            return
+        have = self._secure_keys()
         for full, value in wanted.items():
             # `pulumi config set` drops one trailing newline from stdin.
             if full in have and have[full] in (value, value.removesuffix("\n")):
                 continue
             args = ["config", "set", "--secret", *(["--path"] if "." in full.split(":", 1)[1] else []), full]
             self.pulumi(*args, stdin=value)
+        stamp.write_text(mark())
+
+    def bastion_config(self) -> dict[str, Any]:
+        """cluster.bastion for this stack: the lab's jump host behind its loopback forward (a
+        port chosen once per stack, and a host key made once, so both stay put)."""
+        folder = self.state_dir / "bastion"
+        folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+        key, port = folder / "ssh_host_ed25519_key", folder / "port"
+        if not key.exists():
+            subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", f"haproxy-ha-{self.stack}-bastion",
+                            "-f", str(key)], check=True)
+        if not port.exists():
+            port.write_text(f"{bastion.free_port()}\n")
+        host_key = " ".join(key.with_suffix(".pub").read_text().split()[:2])
+        return {"host": "127.0.0.1", "port": int(port.read_text()), "hostKey": host_key}
+
+    def _lan_up(self, spec) -> None:
+        """The LAN and the bastion the nodes will be reached through, as a user has them before
+        their first `pulumi up`."""
+        bastion.up(self.prefix, *lan_gateways(spec.cluster), self.bastion_config()["port"],
+                   self.state_dir / "bastion" / "ssh_host_ed25519_key",
+                   self._ssh_key().with_suffix(".pub").read_text())
 
     def _ssh_key(self) -> Path:
         key = self.state_dir / "id_ed25519"
@@ -191,10 +201,12 @@ class Lab:
         its config file and its secrets."""
         from components.config.schema import load_stack
 
-        load_stack({**self.base_config, **(overrides or {})})
+        spec = load_stack({**self.base_config, **(overrides or {})})
         self._ensure_stack()
         config = self._write_config(overrides)
         self._set_secrets(config)
+        self._lan_up(spec)
+        interrupted.recover(self)
 
     def applied(self) -> bool:
         """Whether an update of this stack ever ran (its backend holds a checkpoint)."""
@@ -236,10 +248,10 @@ class Lab:
         args = ["up", "--yes", "--skip-preview", "--event-log", str(events), *([] if refresh else ["--refresh=false"]),
                 *[a for urn in urns for a in ("--replace", urn)]]
         proc = self.pulumi(*args, check=False)
-        executed, failures = _executed(events), _failures(events)
+        executed, failures = engine_output.executed(events), engine_output.failures(events)
         events.unlink(missing_ok=True)
         if proc.returncode != 0:
-            raise LabError(f"pulumi up failed:\n{failures or _errors(proc.stdout + proc.stderr)}")
+            raise LabError(f"pulumi up failed:\n{failures or engine_output.errors(proc.stdout + proc.stderr)}")
         return Outcome(self.outputs(), executed)
 
     def outputs(self) -> dict[str, Any]:
@@ -248,8 +260,8 @@ class Lab:
 
     def urns(self, pattern: str) -> list[str]:
         """The URNs of this stack's resources whose name contains `pattern` (for `--replace`)."""
-        found = [r["urn"] for r in self.resources()
-                 if pattern in _name(r["urn"]) and r["type"] == "pulumi-python:dynamic:Resource"]
+        found = [r["urn"] for r in self.resources() if pattern in engine_output.name_of(r["urn"])
+                 and not r["type"].startswith(("haproxy-ha:index:", "pulumi:pulumi:", "pulumi:providers:"))]
         if not found:
             raise LabError(f"no resource named like {pattern} in stack {self.stack}")
         return found
@@ -264,7 +276,8 @@ class Lab:
         if (self.state_dir / "backend").exists():
             proc = self.pulumi("destroy", "--yes", "--skip-preview", check=False)
             if proc.returncode != 0:
-                self.log(f"pulumi destroy failed (cleaning up anyway):\n{_errors(proc.stdout + proc.stderr)}")
+                said = engine_output.errors(proc.stdout + proc.stderr)
+                self.log(f"pulumi destroy failed (cleaning up anyway):\n{said}")
         labctl.net_down(self.prefix)
         self.remove_state()
         self.log(f"lab {self.stack}: down")
@@ -278,6 +291,7 @@ class Lab:
             document = yaml.safe_load(self.config_file.read_text()) or {}
             plain = _plain(document.get("config") or {})
             plain.pop(f"{PROJECT}:sshPublicKey", None)  # the lab set it; the next lab makes a new key
+            plain.get(f"{PROJECT}:cluster", {}).pop("bastion", None)  # and this, for its own bastion
             if plain == yaml.safe_load(shipped.read_text())["config"]:
                 self.config_file.unlink()
             else:  # edited by hand: keep the edits; its secrets went with the passphrase
@@ -322,56 +336,6 @@ class Lab:
                 "-o", "LogLevel=ERROR", f"root@{address}"]
 
 
-def _name(urn: str) -> str:
-    return urn.rsplit("::", 1)[1]
-
-
-# Engine step ops that did something to a resource.
-ACTED = {"create", "update", "replace", "create-replacement", "delete-replaced", "delete"}
-
-
-def _executed(events: Path) -> list[str]:
-    """The names of the resources the engine acted on, from its event log (`--event-log`)."""
-    names: list[str] = []
-    if not events.exists():
-        return names
-    for line in events.read_text().splitlines():
-        try:
-            event = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        done = event.get("resOutputsEvent")
-        if not done:
-            continue
-        meta = done.get("metadata") or {}
-        name = meta.get("urn", "").rsplit("::", 1)[-1]
-        component = meta.get("type", "").startswith(("pulumi:pulumi:Stack", "haproxy-ha:index:"))
-        if meta.get("op") in ACTED and not component and name not in names:
-            names.append(name)
-    return names
-
-
-def _failures(events: Path) -> str:
-    """`NAME: message` for each resource the engine reported an error on (its event log)."""
-    found: list[str] = []
-    for line in events.read_text().splitlines() if events.exists() else ():
-        try:
-            diag = json.loads(line).get("diagnosticEvent")
-        except json.JSONDecodeError:
-            continue
-        if not diag or diag.get("severity") != "error" or not diag.get("urn"):
-            continue
-        message = diag.get("message", "")
-        if "Traceback" in message:  # a provider's exception: its last line is what it said
-            text = f"  {_name(diag['urn'])} (x):\n" + "\n".join("    " + x for x in message.splitlines())
-            entry = _errors("Diagnostics:\n" + text)
-        else:  # the program's own error (a config error names its key), or the engine's
-            entry = f"{_name(diag['urn'])}: {message.strip().removeprefix('error: ')}"
-        if entry not in found:
-            found.append(entry)
-    return "\n".join(found)
-
-
 def _secure(value: Any) -> bool:
     return isinstance(value, dict) and "secure" in value
 
@@ -388,40 +352,6 @@ def _plain(config: dict[str, Any]) -> dict[str, Any]:
                 continue
         out[key] = value
     return out
-
-
-def _errors(text: str) -> str:
-    """One line per failed resource, `NAME: message`, from the engine's Diagnostics: a Python
-    provider's error arrives as a traceback whose last line is the exception's message."""
-    lines = text.splitlines()
-    if "Diagnostics:" in lines:
-        lines = lines[lines.index("Diagnostics:") + 1:]
-    found: list[str] = []
-    resource, message, collecting = "", [], False
-
-    def flush() -> None:
-        if resource and message:
-            found.append(f"{resource}: " + "\n".join(message).strip())
-
-    for line in lines:
-        if line and not line[0].isspace():
-            break  # the next section (Outputs, Resources, Duration): the diagnostics are over
-        block = re.match(r"^  (\S+) \((.+)\):$", line)
-        if block:
-            flush()
-            # The engine's Diagnostics name the resource in brackets; ours put it first.
-            resource, message, collecting = block.group(2) if block.group(2) != "x" else block.group(1), [], False
-            continue
-        # The traceback's last line: `module.ClassName: message` (or a builtin `...Error: message`).
-        raised = re.match(r"^\s+((?:\w+\.)+[A-Z]\w*|[A-Z]\w*(?:Error|Exception)): (.*)$", line)
-        if raised and not line.strip().startswith("error:"):
-            message, collecting = [raised.group(2)], True  # the last exception of the traceback
-        elif collecting and line.strip():
-            message.append(line.strip())  # its message goes on over several lines
-        elif line.strip().startswith("error:") and not message:
-            message = [line.strip().removeprefix("error:").strip()]
-    flush()
-    return "\n".join(found) or "\n".join(lines[-40:])
 
 
 def missing_packages() -> list[str]:

@@ -23,6 +23,8 @@ from pulumi.runtime.sync_await import _sync_await
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 DYNAMIC = "pulumi-python:dynamic:Resource"
+REMOTE_COMMAND = "command:remote:Command"
+LOCAL_COMMAND = "command:local:Command"
 SECRET_SIG = rpc._special_secret_sig  # noqa: SLF001 - the wire marker of a secret value
 
 
@@ -44,7 +46,7 @@ class Declared:
 
     @property
     def kind(self) -> str:
-        """The dynamic provider's class name (StepProvider, NodeStateProvider, ...) or the type."""
+        """The dynamic provider's class name (NodeStateProvider, HostKeyProvider, ...) or the type."""
         return type(self.dynamic).__name__ if self.dynamic is not None else self.type
 
 
@@ -60,7 +62,8 @@ class Declaration:
         return next(r for r in self.resources if r.name == name)
 
     def steps(self) -> list[Declared]:
-        return [r for r in self.resources if r.kind == "StepProvider"]
+        """The commands: pulumi-command's, on the nodes and (the lab) on this machine."""
+        return [r for r in self.resources if r.type in (REMOTE_COMMAND, LOCAL_COMMAND)]
 
 
 def _has_secret(value: Any) -> bool:
@@ -165,8 +168,9 @@ def declare(stack: str, config: dict[str, Any], secret_keys: tuple[str, ...] = (
 
 def changes(old: Declaration, new: Declaration) -> dict[str, str]:
     """Resource name -> what a change of config does to it: created, deleted, or, where its inputs
-    differ, what its own provider's diff answers (our dynamic providers' real code) - "update"
-    for the others. Not a plan: the engine's ordering and cascades are not modelled."""
+    differ, what its own provider's diff answers (our dynamic providers' real code), "replace" for
+    a command whose triggers changed (pulumi-command's replaceOnChanges), "update" for the
+    others. Not a plan: the engine's ordering and cascades are not modelled."""
     before = {r.urn: r for r in old.resources}
     after = {r.urn: r for r in new.resources}
     out: dict[str, str] = {}
@@ -180,6 +184,9 @@ def changes(old: Declaration, new: Declaration) -> dict[str, str]:
             if res.dynamic is not None and hasattr(res.dynamic, "diff"):
                 diff = res.dynamic.diff("id", prev.inputs, res.inputs)
                 out[res.name] = "replace" if diff.replaces else "update" if diff.changes else "same"
+            elif res.type in (REMOTE_COMMAND, LOCAL_COMMAND) and \
+                    prev.inputs.get("triggers") != res.inputs.get("triggers"):
+                out[res.name] = "replace"
             else:
                 out[res.name] = "update"
     for urn, res in before.items():

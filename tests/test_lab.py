@@ -17,7 +17,7 @@ from lab.kit import probe
 from lab.stack import LabError
 from tests.conftest import stack_config
 from tests.lab_support import SLOTS as NODES
-from tests.lab_support import VIP_URL, holders, needs_lab, node_ns
+from tests.lab_support import VIP_URL, holders, needs_lab, node_ns, outputs
 
 pytestmark = needs_lab
 
@@ -37,6 +37,11 @@ def restore(lab, node: str, service: str) -> None:
 
 def test_up_serves_through_the_vip_from_the_highest_priority_node(lab):
     assert holders(lab) == ["k3s-lb-01"]
+    # The first up's outputs: each node read once the whole rollout was done, one MASTER (read
+    # while provisioned alone, each node had said MASTER).
+    assert outputs(lab)["vrrpStates"] == {"k3s-lb-01": {"haproxy_vip": "MASTER"},
+                                          "k3s-lb-02": {"haproxy_vip": "BACKUP"},
+                                          "k3s-lb-03": {"haproxy_vip": "BACKUP"}}
     bodies = {probe.http_get(lab, VIP_URL)[1].strip() for _ in range(6)}
     assert bodies == {"backend 192.0.2.21", "backend 192.0.2.22"}, "roundrobin over both backends"
     assert probe.http_get(lab, "http://192.0.2.100:5000/static/app.css")[1].startswith("/* static")
@@ -254,3 +259,41 @@ def test_without_preempt_the_vip_stays_where_it_moved(lab):
     finally:
         lab.up(lab.base_config)
         probe.wait_for(lambda: holders(lab) == ["k3s-lb-01"], 15)
+
+
+def test_no_secret_in_the_state_the_outputs_or_what_the_engine_printed(lab, tmp_path):
+    """Command keeps each step's stdout and stderr in the state; the engine prints them and logs
+    every event. None of it may hold a secret: the stats password or its hash, the SSH key, a TLS
+    private key, the session-ticket keys."""
+    node = node_ns(lab, "k3s-lb-02")
+    stats_hash = re.search(r"user admin password (\S+)", probe.node_exec(node, "cat /etc/haproxy/haproxy.cfg").stdout)
+    ticket_keys = probe.node_exec(node, "cat /etc/haproxy/certs/tls-ticket-keys").stdout.split()
+    pem_bodies = [line for pem in [(lab.state_dir / "id_ed25519").read_text(),
+                                   *(p.read_text() for p in lab.tls_dir.glob("*.pem"))]
+                  for block in re.findall(r"PRIVATE KEY-----\n(.*?)-----END", pem, re.S)
+                  for line in block.splitlines() if len(line) > 20]
+    secrets = {"stats password": lab.stats_password, "stats hash": stats_hash.group(1),
+               **{f"ticket key {i}": k for i, k in enumerate(ticket_keys)},
+               **{f"private key line {i}": line for i, line in enumerate(pem_bodies)}}
+    assert stats_hash and ticket_keys and len(pem_bodies) > 2
+
+    # Every step runs again (a new ticket-key generation re-runs each node's files and applies),
+    # as printed by the engine and logged in its event log.
+    cfg = copy.deepcopy(lab.base_config)
+    cfg["haproxy-ha:haproxy"]["tlsTicketKeyGeneration"] = 2
+    lab.configure(cfg)
+    events = tmp_path / "events.jsonl"
+    printed = lab.pulumi("up", "--yes", "--skip-preview", "--diff", "--event-log", str(events)).stdout
+    try:
+        texts = {"pulumi up's output": printed, "the event log": events.read_text(),
+                 "pulumi stack export": lab.pulumi("stack", "export").stdout,
+                 "pulumi stack output": lab.pulumi("stack", "output", "--json").stdout}
+        new_keys = probe.node_exec(node, "cat /etc/haproxy/certs/tls-ticket-keys").stdout.split()
+        secrets.update({f"new ticket key {i}": k for i, k in enumerate(new_keys)})
+        for where, text in texts.items():
+            for what, secret in secrets.items():
+                assert secret not in text, f"{what} in {where}"
+        # The steps' outputs are there, only without secrets.
+        assert "haproxy-ha[k3s-lb-02]: haproxy: applied and reloaded" in texts["pulumi stack export"]
+    finally:
+        lab.up(lab.base_config)

@@ -1,5 +1,6 @@
 """The Pulumi program under mocks: what it declares for the prod stack, and what a change of config
-changes (the provider diffs of our own Step and NodeState decide update or replace)."""
+changes (pulumi-command's triggers and the diffs of our own HostKey and NodeState decide update
+or replace)."""
 
 from __future__ import annotations
 
@@ -9,10 +10,11 @@ import pytest
 
 from components.model.model import build_cluster
 from tests.conftest import stack_config, tls_secrets
-from tests.mocks import changes
+from tests.mocks import REMOTE_COMMAND, changes
 from tests.program_support import API_TOKEN, STATS_PW, private_key, run
 
 VM = "proxmoxve:index/vmLegacy:VmLegacy"
+LAB_BASTION = {"host": "127.0.0.1", "port": 2222, "hostKey": "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBC bastion"}
 IMAGE = "proxmoxve:download/file:File"
 
 
@@ -94,7 +96,7 @@ def test_no_secret_in_any_command_string_and_secret_outputs_marked(vrrp_password
             text = str(r.inputs.get(key, ""))
             for secret in secrets:
                 assert secret not in text, f"{r.urn}: {key} holds a secret"
-        if r.kind == "StepProvider" and r.inputs.get("connection"):
+        if r.type == REMOTE_COMMAND:
             assert "connection" in r.secret_inputs, f"{r.urn}: the private key travels unmarked"
             stdin = str(r.inputs.get("stdin", ""))
             if any(s in stdin for s in secrets):
@@ -190,19 +192,23 @@ def test_missing_secret_names_the_key():
 def test_the_lab_stack_declares_namespace_nodes_instead_of_vms():
     cfg = stack_config("lab")
     cfg["haproxy-ha:sshPublicKey"] = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBB lab@test"
+    cfg["haproxy-ha:cluster"]["bastion"] = LAB_BASTION
     declared = run(cfg, stack="lab")
     assert not declared.by_type(VM) and not declared.by_type(IMAGE)
     local = {r.name: r.inputs for r in declared.steps() if not r.inputs.get("connection")}
     assert set(local) == {
-        "haproxy-ha-lab-net", "haproxy-ha-lab-web-192.0.2.21", "haproxy-ha-lab-web-192.0.2.22",
+        "haproxy-ha-lab-web-192.0.2.21", "haproxy-ha-lab-web-192.0.2.22",
         "haproxy-ha-lab-node-k3s-lb-01", "haproxy-ha-lab-node-k3s-lb-02", "haproxy-ha-lab-node-k3s-lb-03",
     }
     assert all(i["create"].startswith("python3 -m lab.labctl ") and i["delete"] for i in local.values())
     assert "192.0.2.11/24" in local["haproxy-ha-lab-node-k3s-lb-01"]["create"]
     bootstrap = declared.by_name("haproxy-ha-k3s-lb-01-bootstrap").inputs
     assert bootstrap["connection"]["host"] == "192.0.2.11"
-    # SSH goes through the lab's client namespace; the engine stays in this machine's own.
-    assert bootstrap["connection"]["proxyCommand"] == "ip netns exec hha-lab-cl busybox nc %h %p"
+    # SSH jumps through the stack's bastion (the lab's, in its client namespace), both keys pinned.
+    assert bootstrap["connection"]["proxy"] == {
+        "host": "127.0.0.1", "port": 2222, "user": "root", "hostKey": LAB_BASTION["hostKey"],
+        "privateKey": private_key(), "dialErrorLimit": 30, "perDialTimeout": 10}
+    assert bootstrap["addPreviousOutputInEnv"] is False
     conf = declared.by_name("haproxy-ha-k3s-lb-01-file-keepalived-conf").inputs["stdin"]
     assert "track_file" in conf and "chk_haproxy" in conf
 

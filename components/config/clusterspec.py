@@ -9,10 +9,10 @@ from __future__ import annotations
 import ipaddress
 from typing import Annotated, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, StringConstraints, model_validator
 
 from .errors import KeyError_, unique
-from .fields import HostName, InterfaceName, Name, Spec
+from .fields import HostName, InterfaceName, Name, Port, Spec, SshPublicKey
 
 Interface = ipaddress.IPv4Interface | ipaddress.IPv6Interface
 
@@ -38,6 +38,19 @@ class VipGroupSpec(Spec):
     preferred: HostName | None = None
 
 
+class BastionSpec(Spec):
+    """An SSH jump host between the machine running Pulumi and the nodes (pulumi-command's
+    `connection.proxy`). It takes the same private key (sshPrivateKey) as the nodes."""
+
+    # An IPv4/IPv6 address or a DNS name.
+    host: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9.:-]{0,252}$")]
+    port: Port = 22
+    user: Name = "root"
+    # Pinned, as every node's is: without it any host could pose as the bastion and read what
+    # passes through it. `ssh-keyscan -t ed25519 HOST` prints it; check it on its console.
+    host_key: SshPublicKey
+
+
 class ClusterSpec(Spec):
     # One VIP (the original form); `vips` replaces both.
     vip: ipaddress.IPv4Interface | None = None
@@ -61,6 +74,8 @@ class ClusterSpec(Spec):
     # move (components/model/detection.py maps it to the advert interval); absent: default.
     failure_detection: Literal["fast", "default", "tolerant"] | None = None
     nodes: Annotated[list[NodeSpec], Field(min_length=2, max_length=100)]
+    # Where the program's SSH connections jump to reach the nodes; absent: a direct connection.
+    bastion: BastionSpec | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> ClusterSpec:

@@ -34,6 +34,8 @@ PathPart = Annotated[str, StringConstraints(pattern=_PATH_RE)]
 Port = Annotated[int, Field(ge=1, le=65535)]
 HostPattern = Annotated[str, StringConstraints(pattern=_HOST_PATTERN_RE, max_length=253, to_lower=True)]
 Duration = Annotated[str, StringConstraints(pattern=_DURATION_RE)]
+# One OpenSSH public key line (an authorized key, or a host key as ssh-keyscan prints it).
+SshPublicKey = Annotated[str, StringConstraints(pattern=_SSH_KEY_RE, max_length=16384)]
 
 
 def _endpoint(value: str) -> str:

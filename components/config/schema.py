@@ -13,12 +13,12 @@ from .errors import PROJECT, ConfigError, KeyError_, key_path
 from .fields import (
     _HTTPS_RE,
     _SHA512_RE,
-    _SSH_KEY_RE,
     _URL_RE,
     PATTERN_HELP,
     HostName,
     Name,
     Spec,
+    SshPublicKey,
 )
 from .haproxy import HaproxySpec
 
@@ -67,8 +67,6 @@ class ProxmoxHostSpec(Spec):
 
 
 # --- The whole stack -------------------------------------------------------------------------
-
-SshPublicKey = Annotated[str, StringConstraints(pattern=_SSH_KEY_RE, max_length=16384)]
 
 
 class StackSpec(Spec):

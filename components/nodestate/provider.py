@@ -3,7 +3,7 @@
 safe-apply scripts. With `refresh: always` (Pulumi.yaml) every preview shows drift as a diff of
 `drift`, and every `up` restores it, node by node in rolling order.
 
-It runs in the engine's dynamic-provider process, as the node steps do (components/remote/step.py).
+It runs in the engine's dynamic-provider process, which imports it by reference.
 """
 
 from __future__ import annotations
@@ -65,13 +65,15 @@ def outputs(props: dict[str, Any], live: Live) -> dict[str, Any]:
     }
 
 
-def restore(props: dict[str, Any]) -> list[str]:
+def restore(props: dict[str, Any]) -> Live | None:
     """Upload every managed file to the staging folder and run the apply steps of what drifted
-    (the same scripts as the first rollout: validate, swap, reload, health gate, rollback)."""
+    (the same scripts as the first rollout: validate, swap, reload, health gate, rollback).
+    Returns what it read when nothing had drifted (no second read needed), else None."""
     desired = _desired(props)
-    before = drift(desired, read_live(props))
+    live = read_live(props)
+    before = drift(desired, live)
     if not before:
-        return []
+        return live
     if before[0].startswith("node unreachable"):
         raise RuntimeError(f"{props['host']}: {before[0]}")
     client = _connect(props)
@@ -87,7 +89,7 @@ def restore(props: dict[str, Any]) -> list[str]:
         code, out, err = run(client, "sh -s -- force", props["scripts"][step["name"]])
         if code:
             raise RuntimeError(f"{props['host']}: {step['name']} failed (rolled back): {_said(err or out)}")
-    return before
+    return None
 
 
 def _said(output: str) -> str:
@@ -121,8 +123,8 @@ class NodeStateProvider(ResourceProvider):
                           stables=["host"])
 
     def update(self, id_: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
-        restore(news)
-        outs = outputs(news, read_live(news))
+        intact = restore(news)
+        outs = outputs(news, intact or read_live(news))
         if outs["drift"]:  # restored, yet still not as desired: say so rather than succeed
             raise RuntimeError(f"{news['host']}: still drifted after the restore: {'; '.join(outs['drift'])}")
         return UpdateResult(outs=outs)

@@ -1,7 +1,10 @@
-"""SSH to a node as root (paramiko): dial with retries, run one command with a stdin.
+"""SSH to a node as root (paramiko), through the bastion when there is one: dial with retries,
+run one command with a stdin.
 
-Shared by the node steps (step.py) and NodeState (components/nodestate/provider.py). Both run
-inside the engine's dynamic-provider process, never in the program itself.
+The reads pulumi-command has no resource for: HostKey's first contact (hostkey.py) and
+NodeState's read and restore (components/nodestate/provider.py). Both run inside the engine's
+dynamic-provider process, never in the program itself. The node steps are pulumi-command's
+`remote.Command`s (components/remote/commands.py), which reach the node the same way.
 """
 
 from __future__ import annotations
@@ -16,14 +19,29 @@ from typing import Any
 
 
 @dataclass(frozen=True)
+class Bastion:
+    """The jump host (cluster.bastion): its host key is verified like a node's."""
+
+    host: str
+    port: int
+    user: str
+    host_key: str
+
+    @classmethod
+    def from_props(cls, props: dict[str, Any] | None) -> Bastion | None:
+        if not props:
+            return None
+        return cls(props["host"], int(props.get("port") or 22), props.get("user") or "root", props["hostKey"])
+
+
+@dataclass(frozen=True)
 class Target:
     host: str
     port: int
     private_key: str
     user: str = "root"
-    # An OpenSSH-style ProxyCommand (%h and %p expanded): a bastion's `ssh -W %h:%p bastion`, or
-    # the lab's way into its client namespace. Empty: a direct TCP connection.
-    proxy_command: str = ""
+    # The jump host every connection goes through (a direct TCP connection when None).
+    bastion: Bastion | None = None
     dial_attempts: int = 10
     dial_timeout: float = 10
     # The node's host key as recorded in the stack state (`ssh-ed25519 AAAA...`): every
@@ -36,7 +54,7 @@ class Target:
     @classmethod
     def from_props(cls, conn: dict[str, Any]) -> Target:
         return cls(host=conn["host"], port=int(conn.get("port", 22)), private_key=conn.get("privateKey") or "",
-                   user=conn.get("user", "root"), proxy_command=conn.get("proxyCommand") or "",
+                   user=conn.get("user", "root"), bastion=Bastion.from_props(conn.get("bastion")),
                    dial_attempts=int(conn.get("dialAttempts", 10)), dial_timeout=float(conn.get("dialTimeout", 10)),
                    host_key=conn.get("hostKey") or "", node=conn.get("node") or "",
                    host_key_urn=conn.get("hostKeyUrn") or "")
@@ -79,12 +97,67 @@ def _key(text: str):
     raise ValueError("the SSH private key is not an Ed25519, ECDSA or RSA key in OpenSSH/PEM form")
 
 
+# One connection per node for the whole engine run: the steps of a node (and its state read)
+# share it instead of a key exchange each, as OpenSSH's ControlMaster would. Channels of one
+# paramiko transport may be used from several threads at once.
+_OPEN: dict[Target, Any] = {}
+_LOCKS: dict[Target, threading.Lock] = {}
+_OPEN_LOCK = threading.Lock()
+_BASTIONS: dict[tuple[Bastion, str], Any] = {}
+
+
 def _sock(target: Target):
+    """A channel to the node through the bastion, or None for a direct connection."""
+    if target.bastion is None:
+        return None
     import paramiko
 
-    if not target.proxy_command:
-        return None
-    return paramiko.ProxyCommand(target.proxy_command.replace("%h", target.host).replace("%p", str(target.port)))
+    client = _bastion(target.bastion, target.private_key, target.dial_timeout)
+    try:
+        return client.get_transport().open_channel("direct-tcpip", (target.host, target.port), ("127.0.0.1", 0),
+                                                    timeout=target.dial_timeout)
+    except paramiko.ChannelException:
+        raise  # the bastion answered: the node did not (yet)
+    except Exception:
+        _drop(_BASTIONS, (target.bastion, target.private_key), client)
+        raise
+
+
+def _bastion(jump: Bastion, private_key: str, timeout: float):
+    """The connection to the bastion, shared by every node's channels; its host key verified
+    before anything is sent through it."""
+    import paramiko
+
+    with _OPEN_LOCK:
+        client = _BASTIONS.get((jump, private_key))
+    if client is not None and _answers(client):
+        return client
+    client = paramiko.SSHClient()
+    client.set_missing_host_key_policy(paramiko.RejectPolicy())
+    known = parse_public_key(jump.host_key)
+    client.get_host_keys().add(jump.host if jump.port == 22 else f"[{jump.host}]:{jump.port}", known.get_name(), known)
+    try:
+        client.connect(jump.host, port=jump.port, username=jump.user, pkey=_key(private_key), timeout=timeout,
+                       banner_timeout=timeout, auth_timeout=timeout, allow_agent=False, look_for_keys=False)
+    except paramiko.BadHostKeyException as exc:
+        client.close()
+        raise HostKeyMismatch(f"bastion {jump.host}:{jump.port}: host key changed: expected "
+                              f"{fingerprint(exc.expected_key)}, presented {fingerprint(exc.key)}; nothing was sent. "
+                              "Check the key on the bastion's console, then set haproxy-ha:cluster.bastion.hostKey"
+                              ) from None
+    except Exception:
+        client.close()
+        raise
+    with _OPEN_LOCK:
+        _BASTIONS[(jump, private_key)] = client
+    return client
+
+
+def _drop(cache: dict, key, client) -> None:
+    with _OPEN_LOCK:
+        if cache.get(key) is client:
+            del cache[key]
+    client.close()
 
 
 def connect(target: Target, attempts: int | None = None):
@@ -131,14 +204,6 @@ def connect(target: Target, attempts: int | None = None):
                           f"{type(last).__name__}: {last}")
 
 
-# One connection per node for the whole engine run: the steps of a node (and its state read)
-# share it instead of a key exchange each, as OpenSSH's ControlMaster would. Channels of one
-# paramiko transport may be used from several threads at once.
-_OPEN: dict[Target, Any] = {}
-_LOCKS: dict[Target, threading.Lock] = {}
-_OPEN_LOCK = threading.Lock()
-
-
 def shared(target: Target, attempts: int | None = None):
     """A connected, verified client to `target`, reused while the node answers on it. Never
     close it; `forget` drops it after a failure that may have been the connection's."""
@@ -156,10 +221,7 @@ def shared(target: Target, attempts: int | None = None):
 
 def forget(target: Target, client) -> None:
     """Drop `client` if it is still the cached one (a newer, healthy one stays)."""
-    with _OPEN_LOCK:
-        if _OPEN.get(target) is client:
-            del _OPEN[target]
-    client.close()
+    _drop(_OPEN, target, client)
 
 
 def _answers(client, seconds: float = 5) -> bool:
