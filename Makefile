@@ -32,7 +32,7 @@ env:
 	@$(PY) -m lab env --stack $(or $(LAB_STACK),lab)
 
 system-packages:
-	@missing=$$(for p in $(APT_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; done); \
+	@missing=$$(dpkg-query -W -f='$${Package} $${Status}\n' $(APT_PACKAGES) 2>/dev/null | awk '$$NF == "installed" { ok[$$1] = 1 } END { split("$(APT_PACKAGES)", want, " "); for (i in want) if (!(want[i] in ok)) printf "%s ", want[i] }'); \
 	if [ -n "$$missing" ]; then \
 		echo "installing: $$missing"; \
 		if [ "$$(id -u)" != 0 ]; then echo "make setup: need root to install $$missing" >&2; exit 1; fi; \
@@ -78,6 +78,7 @@ lab-ssh: venv
 bench: setup
 	$(PY) bench/eval_time.py
 	$(PY) bench/lab_bench.py
+	$(PY) bench/make_lab_bench.py
 	$(PY) bench/aa_bench.py
 	$(PY) bench/operator_bench.py
 	$(PY) bench/failover_ms_bench.py

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import os
-import re
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -15,6 +14,7 @@ from ..config.schema import ALPINE_REPOSITORIES
 from ..config.tls import ticket_keys
 from ..model import proxies
 from ..model.model import PACKAGES, Cluster, Node
+from .redact import redact
 
 # Looked up at call time, so a test can point it at an altered copy.
 # $HAPROXY_HA_TEMPLATES: a templates folder of your own, to try a template change on a lab stack.
@@ -92,23 +92,6 @@ class RenderedFile:
         """What decides whether the file changed, without its secret material: the preview of a
         file that has one (a certificate's includes its sha256), else the text."""
         return self.preview if self.preview is not None else self.text
-
-
-_SECRET_LINES = (
-    re.compile(r"^(\s*user \S+ password )\S+$", re.M),  # HAProxy userlist hash
-    re.compile(r"^(\s*auth_pass )\S+$", re.M),  # keepalived PASS auth
-)
-
-
-def redact(text: str) -> str:
-    for pattern in _SECRET_LINES:
-        text = pattern.sub(r"\1<redacted>", text)
-    return text
-
-
-def redact_secrets(text: str) -> str:
-    """Any text that may quote a config line: our secret lines and every crypt hash masked."""
-    return re.sub(r"\$[0-9a-z]+\$\S+", "<redacted>", redact(text))
 
 
 @cache

@@ -14,7 +14,7 @@ from typing import Any
 import pulumi
 from pulumi.dynamic import CreateResult, DiffResult, ReadResult, ResourceProvider, UpdateResult
 
-from ..files.render import redact_secrets
+from ..files.redact import redact_secrets
 from ..remote import ssh
 from .live import Desired, Live, ServiceWant, drift, parse_probe
 

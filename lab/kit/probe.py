@@ -94,8 +94,10 @@ class Load:
     """`lab.kit.load` running in the client namespace; `stop()` returns its JSON summary."""
 
     def __init__(self, lab: Lab, url: str, seconds: float = 120, keepalive: bool = False, workers: int = 2,
-                 max_requests: int = 200_000, interval: float = 0.0, timeout: float = 2.0, cafile: str | None = None):
-        argv = ["ip", "netns", "exec", lab.ns("cl"), sys.executable, "-m", "lab.kit.load", url,
+                 max_requests: int = 200_000, interval: float = 0.0, timeout: float = 2.0, cafile: str | None = None,
+                 nice: int = 0):
+        # nice > 0: the clients yield the CPU to the rest (in production they are other machines).
+        argv = ["ip", "netns", "exec", lab.ns("cl"), "nice", "-n", str(nice), sys.executable, "-m", "lab.kit.load", url,
                 "--seconds", str(seconds), "--workers", str(workers), "--max-requests", str(max_requests),
                 "--interval", str(interval), "--timeout", str(timeout)]
         if keepalive:
