@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 from dataclasses import dataclass
 
 import pulumi
@@ -14,6 +12,7 @@ from .files.render import (
     render_node,
     render_probe,
     render_scripts,
+    secret_identity,
     service_applies,
     stage_command,
     ticket_keys_file,
@@ -64,10 +63,11 @@ class HaNode(pulumi.ComponentResource):
 
         def identity(f) -> str:
             """What marks a file's change in a plain command string or output. A secret file
-            without a preview (keepalived.conf with its VRRP password) is keyed with a secret,
-            so the plain hash cannot be used to test password guesses offline."""
+            without a preview (haproxy.cfg, keepalived.conf with a VRRP password) is keyed with the
+            secrets it holds only: its plain hash would let anyone test password guesses offline,
+            and a key it does not hold would mark it changed when that other secret rotates."""
             if f.secret and f.preview is None:
-                return hmac.new(cluster.secrets.stats_password.encode(), f.text.encode(), hashlib.sha256).hexdigest()
+                return secret_identity(f, cluster.stack)
             return f.identity
 
         self.config_hash = content_hash(*(identity(f) for f in files))

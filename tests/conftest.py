@@ -1,8 +1,11 @@
 from __future__ import annotations
 
+import atexit
 import copy
 import os
 import shutil
+import subprocess
+import tempfile
 from collections import Counter
 from functools import cache
 from pathlib import Path
@@ -19,12 +22,49 @@ ROOT = Path(__file__).resolve().parent.parent
 VALIDATED: Counter[str] = Counter()
 
 
+def _tracked_stack_files() -> tuple[str, ...]:
+    """The stack files git tracks (Pulumi.prod.yaml, lab/stacks/Pulumi.lab.yaml, ...): what the
+    tests read, never a developer's edited Pulumi.lab.yaml, own stacks, or a lab test's stack file."""
+    proc = subprocess.run(["git", "ls-files", "-z", "--", "Pulumi.*.yaml", "lab/stacks/Pulumi.*.yaml"],
+                          cwd=ROOT, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"the tests read the stack files git tracks; run them in a git checkout ({proc.stderr})")
+    return tuple(sorted(p for p in proc.stdout.split("\0") if p))
+
+
+TRACKED_STACK_FILES = _tracked_stack_files()
+# stack -> its tracked file, relative to the project (a lab stack as shipped, in lab/stacks/).
+TRACKED_STACKS = {Path(p).name[len("Pulumi."):-len(".yaml")]: p for p in TRACKED_STACK_FILES}
+
+
+@cache
+def tracked_project() -> Path:
+    """A project folder holding only the tracked stack files (and Pulumi.yaml), laid out as the
+    repository lays them out: for `read_stack`, `list_stacks`, `other_stacks` and `render --project`,
+    which would otherwise also read whatever else lies in the repository's root."""
+    project = Path(tempfile.mkdtemp(prefix="haproxy-ha-tracked-"))
+    atexit.register(shutil.rmtree, project, ignore_errors=True)
+    for name in ("Pulumi.yaml", *TRACKED_STACK_FILES):
+        (project / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(ROOT / name, project / name)
+    return project
+
+
 def stack_config(stack: str = "prod") -> dict:
-    """The plain (non-secret) config of a checked-in stack, as full keys (a lab stack as shipped,
+    """The plain (non-secret) config of a tracked stack, as full keys (a lab stack as shipped,
     not the copy `make lab` made)."""
-    shipped = ROOT / "lab" / "stacks" / f"Pulumi.{stack}.yaml"
-    path = shipped if shipped.exists() else ROOT / f"Pulumi.{stack}.yaml"
-    return copy.deepcopy(yaml.safe_load(path.read_text())["config"])
+    return copy.deepcopy(yaml.safe_load((ROOT / TRACKED_STACKS[stack]).read_text())["config"])
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _programs_see_tracked_stacks():
+    """The program's cross-stack VRID check (components/settings.py) reads the stack files of its
+    project folder; under mocks that is the tracked ones only."""
+    import components.settings
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(components.settings, "PROJECT_DIR", tracked_project())
+        yield
 
 
 @pytest.fixture

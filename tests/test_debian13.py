@@ -17,8 +17,8 @@ from components.files import daemons13
 from components.files.render import RenderedFile, placeholder_ticket_keys, render_cluster
 from components.files.validate import Daemons, check_haproxy, check_keepalived, debian13
 from components.model.model import build_cluster
-from components.stackfile import list_stacks, read_stack
-from tests.conftest import VALIDATED, requires_root, tls_secrets
+from components.stackfile import read_stack
+from tests.conftest import TRACKED_STACKS, VALIDATED, requires_root, tls_secrets, tracked_project
 
 ROOT = Path(__file__).resolve().parent.parent
 STATS_PW = "correct horse battery"
@@ -37,7 +37,7 @@ def daemons() -> Daemons:
 
 
 def rendered_stack(stack: str, vrrp_password: str | None) -> tuple[object, dict[str, list[RenderedFile]]]:
-    config = read_stack(stack, environ={}).config
+    config = read_stack(stack, tracked_project(), environ={}).config
     if vrrp_password and "2001:db8" in str(config):
         pytest.skip("VRRPv2 (PASS auth) has no IPv6: the model refuses this pair (tests/test_vips.py)")
     cluster = build_cluster(stack, config, tls_secrets(config, STATS_PW, vrrp_password))
@@ -58,7 +58,7 @@ def test_the_root_runs_debian13s_haproxy_30_and_keepalived_23(daemons):
 
 
 @requires_root
-@pytest.mark.parametrize("stack", list_stacks())
+@pytest.mark.parametrize("stack", sorted(TRACKED_STACKS))
 @pytest.mark.parametrize("vrrp_password", [None, VRRP_PW])
 def test_every_shipped_stack_is_accepted_by_debian13s_daemons(daemons, stack, vrrp_password):
     cluster, rendered = rendered_stack(stack, vrrp_password)
@@ -105,11 +105,12 @@ def test_debian13s_daemons_reject_broken_configs(daemons):
 def test_render_cli_also_debian13_checks_with_both_daemon_sets(daemons, tmp_path):
     proc = subprocess.run(
         [str(ROOT / ".venv/bin/python"), "-m", "components", "render", "prod", "--out", str(tmp_path / "out"),
-         "--also-debian13"],
+         "--project", str(tracked_project()), "--also-debian13"],
         capture_output=True, text=True, cwd=ROOT, env={**os.environ, daemons13.ROOT_ENV: str(daemons.root)},
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    lines = [line for line in proc.stdout.splitlines() if " haproxy.cfg " in line or " keepalived.conf " in line]
+    lines = [line for line in proc.stdout.splitlines()
+             if line.split()[1:2] in (["haproxy.cfg"], ["keepalived.conf"])]  # the file-name column
     assert len(lines) == 6
     for line in lines:
         assert line.count(": ok") == 2, line

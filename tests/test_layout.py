@@ -78,3 +78,30 @@ def test_every_shipped_stack_renders_the_recorded_bytes():
     now = proc.stdout.splitlines()
     changed = sorted(set(recorded) ^ set(now))
     assert not changed, "rendered files differ from the record:\n" + "\n".join(changed[:20])
+
+
+# The stack-file readers and where their project folder argument goes.
+STACK_READERS = {"read_stack": (1, "project_dir"), "list_stacks": (0, "project_dir"), "stack_path": (1, "project_dir"),
+                 "other_stacks": (0, "project_dir")}
+
+
+def test_tests_read_only_tracked_stack_files():
+    """Tests read the stack files git tracks (tests/conftest.py: tracked_project), never the project
+    folder itself, where a developer's Pulumi.lab.yaml, own stacks or a lab test's stack file lie."""
+    wrong = []
+    for path in sorted((ROOT / "tests").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not isinstance(node, ast.Call):
+                continue
+            name = getattr(node.func, "id", None) or getattr(node.func, "attr", None)
+            if name in STACK_READERS:
+                index, keyword = STACK_READERS[name]
+                given = node.args[index] if len(node.args) > index else \
+                    next((k.value for k in node.keywords if k.arg == keyword), None)
+                if given is None or (isinstance(given, ast.Name) and given.id in ("ROOT", "PROJECT_DIR")):
+                    wrong.append(f"tests/{path.name}:{node.lineno}: {name} reads the project folder")
+            words = [e.value for e in getattr(node.args[0], "elts", []) if isinstance(e, ast.Constant)] \
+                if node.args else []
+            if "components" in words and "render" in words and "--project" not in words:
+                wrong.append(f"tests/{path.name}:{node.lineno}: render without --project")
+    assert not wrong, "\n".join(wrong)

@@ -1,5 +1,5 @@
 """The production audit's findings that can be checked without a node: HAProxy's log path, the
-resolver block, cloud-init, and one set of files for the VMs and the lab."""
+resolver block, cloud-init, and one set of files and steps for the VMs and the lab."""
 
 from __future__ import annotations
 
@@ -15,6 +15,10 @@ from components.config.errors import ConfigError
 from components.files.render import PATHS, render_node, render_scripts
 from components.model.model import build_cluster
 from tests.conftest import stack_config, tls_secrets
+from tests.mocks import Declaration
+from tests.program_support import run
+
+VM = "proxmoxve:index/vmLegacy:VmLegacy"
 
 STATS_PW = "correct horse battery"
 LAB_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBB lab@test"
@@ -42,16 +46,45 @@ def run_sh(script: str, path: str = "/usr/sbin:/usr/bin:/sbin:/bin", **env: str)
 
 # --- one set of files for both platforms ------------------------------------------------------
 
+# How a node is reached and which machine it is: the only inputs of a node's steps that may
+# differ between a lab node and a VM.
+REACH = frozenset({"connection", "triggers", "host", "port", "hostKey", "hostKeyUrn", "privateKey", "bastion",
+                   "dialAttempts"})
 
-def test_the_lab_renders_the_files_production_runs():
-    """Byte for byte: the lab measures and tests exactly what the VMs run."""
+
+def node_steps(declared: Declaration) -> dict[str, dict]:
+    """Every resource the program declares on a node (its remote steps, host key and NodeState),
+    by name, with the inputs that say what the node is sent, runs and is checked against."""
+    nodes = {r.urn for r in declared.by_type("haproxy-ha:index:HaNode")}
+    return {r.name: {k: v for k, v in r.inputs.items() if k not in REACH}
+            for r in declared.resources if r.parent in nodes}
+
+
+@pytest.mark.parametrize("vrrp_password", [None, "k33pal1v"])
+def test_the_lab_runs_the_files_and_steps_production_runs(vrrp_password):
+    """The program for one config on both platforms: a lab node is sent what a VM is sent, byte
+    for byte (every command, every file, the scripts and the probe of its NodeState)."""
     lab = stack_config("lab")
     lab["haproxy-ha:sshPublicKey"] = LAB_KEY
     as_vm = copy.deepcopy(lab)
     as_vm["haproxy-ha:platform"] = "proxmox"
-    on_lab, on_vm = files("lab", lab), files("lab", as_vm)
-    assert set(on_lab) == set(on_vm)
-    assert sorted(name for name in on_lab if on_lab[name] != on_vm[name]) == []
+    as_vm["proxmoxve:endpoint"] = "https://pve.example.lan:8006/"
+    on_lab = run(lab, stack="lab", vrrp_password=vrrp_password)
+    on_vm = run(as_vm, stack="lab", vrrp_password=vrrp_password)
+    # Two platforms indeed: namespaces made on this machine, VMs made by Proxmox.
+    assert on_lab.by_type("haproxy-ha:index:LabNodes") and not on_lab.by_type(VM)
+    assert on_vm.by_type(VM) and not on_vm.by_type("haproxy-ha:index:LabNodes")
+    lab_steps, vm_steps = node_steps(on_lab), node_steps(on_vm)
+    assert sorted(lab_steps) == sorted(vm_steps)
+    for node in ("k3s-lb-01", "k3s-lb-02", "k3s-lb-03"):
+        for step in ("bootstrap", "install", "file-haproxy-cfg", "file-keepalived-conf", "apply-haproxy",
+                     "apply-keepalived", "state"):
+            assert lab_steps[f"haproxy-ha-{node}-{step}"], f"{node} {step}: nothing compared"
+    differ = {name: sorted(k for k in {*lab_steps[name], *vm_steps[name]}
+                           if lab_steps[name].get(k) != vm_steps[name].get(k))
+              for name in lab_steps if lab_steps[name] != vm_steps[name]}
+    assert differ == {}, "a lab node is sent something a VM is not (step: inputs)"
+    assert on_lab.outputs["configHashes"] == on_vm.outputs["configHashes"]
 
 
 # --- HAProxy's logs (audit finding 3) ---------------------------------------------------------

@@ -14,7 +14,7 @@ from components.config.schema import load_stack
 from components.config.vridcheck import check_vrids, other_stacks
 from components.files.render import render_node
 from components.model.model import build_cluster
-from tests.conftest import stack_config, tls_secrets
+from tests.conftest import TRACKED_STACKS, stack_config, tls_secrets, tracked_project
 from tests.program_support import run
 
 STATS_PW = "correct horse battery"
@@ -107,6 +107,7 @@ def test_bad_groups_name_the_key(change, key, reason):
 
 
 def _project(tmp_path: Path, stacks: dict[str, dict]) -> Path:
+    tmp_path.mkdir(parents=True, exist_ok=True)
     for name, config in stacks.items():
         (tmp_path / f"Pulumi.{name}.yaml").write_text(yaml.safe_dump({"config": config}))
     return tmp_path
@@ -132,17 +133,45 @@ def test_a_vrid_another_stack_uses_on_an_overlapping_subnet_is_an_error(tmp_path
 
 
 def test_lab_stacks_never_share_a_segment(tmp_path):
-    """Each lab stack gets its own bridge: the same VRID and subnet in two lab stacks is fine."""
+    """Each lab stack gets its own bridge: its VRID and subnet may be another stack's, lab or
+    proxmox. The same pair on two stacks on platform proxmox is a conflict (the control: the
+    check ran, on these very files)."""
     lab = stack_config("lab")
     lab["haproxy-ha:sshPublicKey"] = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBB lab@test"
-    check_vrids(load_stack(lab), other_stacks(_project(tmp_path, {"lab": lab, "copy": lab}), "copy"))
+    as_vm = copy.deepcopy(lab)
+    as_vm["haproxy-ha:platform"] = "proxmox"
+    mixed = _project(tmp_path / "mixed", {"lab": lab, "copy": lab, "vm": as_vm})
+    # A lab stack is never among the stacks another one is compared with...
+    assert other_stacks(mixed, "vm") == {}
+    assert set(other_stacks(mixed, "lab")) == {"vm"}
+    check_vrids(load_stack(as_vm), other_stacks(mixed, "vm"))
+    # ...and is itself compared with none: its own bridge, whatever the others use.
+    check_vrids(load_stack(lab), other_stacks(mixed, "lab"))
+    check_vrids(load_stack(lab), other_stacks(mixed, "copy"))
+    twins = _project(tmp_path / "twins", {"vm": as_vm, "vm2": as_vm})
+    with pytest.raises(ConfigError) as err:
+        check_vrids(load_stack(as_vm), other_stacks(twins, "vm2"))
+    assert err.value.key == f"{C}.virtualRouterId"
+    assert "51 is also used by stack vm (Pulumi.vm.yaml) on 192.0.2.0/24" in err.value.reason
 
 
 def test_the_shipped_stacks_do_not_conflict():
-    from components.stackfile import PROJECT_DIR, list_stacks, read_stack
+    """Every tracked stack passes the check against the others, and each stack on platform
+    proxmox is really compared with every other one (a twin of its cluster is caught)."""
+    from components.stackfile import list_stacks, read_stack
 
-    for stack in list_stacks():
-        check_vrids(load_stack(read_stack(stack).config), other_stacks(PROJECT_DIR, stack))
+    project = tracked_project()
+    assert list_stacks(project) == sorted(TRACKED_STACKS)
+    specs = {stack: load_stack(read_stack(stack, project, environ={}).config) for stack in TRACKED_STACKS}
+    for stack, spec in specs.items():
+        check_vrids(spec, other_stacks(project, stack))
+    proxmox = {stack for stack, spec in specs.items() if spec.platform == "proxmox"}
+    assert len(proxmox) >= 2, "the shipped stacks on platform proxmox are compared with each other"
+    for stack in proxmox:
+        assert set(other_stacks(project, stack)) == proxmox - {stack}, stack
+        twin = stack_config(stack)[C]
+        with pytest.raises(ConfigError, match=r"is also used by stack twin \(Pulumi\.twin\.yaml\)"):
+            check_vrids(specs[stack], {"twin": twin})
 
 
 def test_vms_get_their_ipv6_address_through_cloud_init():

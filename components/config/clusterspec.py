@@ -18,11 +18,17 @@ Interface = ipaddress.IPv4Interface | ipaddress.IPv6Interface
 
 
 class NodeSpec(Spec):
+    """One node, in failover order: the first holds the VIP while it is healthy."""
+
+    # The VM's name and host name (a host name label).
     name: HostName
+    # The Proxmox VE host (its PVE node name) the VM runs on.
     host: HostName
+    # The node's own IPv4 address with its prefix (cloud-init sets it); all nodes in one subnet.
     address: ipaddress.IPv4Interface
     # Needed for IPv6 VIPs (the node's own address on the segment, also set by cloud-init).
     address6: ipaddress.IPv6Interface | None = None
+    # VRRP priority, highest first: on every node or on none (then 200 down to 10, in list order).
     priority: Annotated[int, Field(ge=1, le=254)] | None = None
     # Force the initial VRRP state (single-VIP form only); derived from the order when absent.
     state: Literal["MASTER", "BACKUP"] | None = None
@@ -31,8 +37,11 @@ class NodeSpec(Spec):
 class VipGroupSpec(Spec):
     """Addresses that move together: one VRRP instance per address family, in a sync group."""
 
+    # Names the group in keepalived.conf and in the stack outputs (vips, vipHolders).
     name: Name
+    # The group's VRRP router id: unique on its L2 segment, also across stacks.
     virtual_router_id: Annotated[int, Field(ge=1, le=255)]
+    # The VIPs with their prefix, IPv4 and IPv6 (one VRRP instance per family, in a sync group).
     addresses: Annotated[list[Interface], Field(min_length=1, max_length=16)]
     # The node that holds the group while healthy; default: groups spread over the nodes in order.
     preferred: HostName | None = None
@@ -52,19 +61,28 @@ class BastionSpec(Spec):
 
 
 class ClusterSpec(Spec):
-    # One VIP (the original form); `vips` replaces both.
+    """The nodes, their network, and the VIPs they hold."""
+
+    # One VIP with its prefix (the original form); `vips` replaces it and virtualRouterId.
     vip: ipaddress.IPv4Interface | None = None
+    # The VRRP router id of `vip`: unique on its L2 segment, also across stacks.
     virtual_router_id: Annotated[int, Field(ge=1, le=255)] | None = None
+    # VIP groups, each moving on its own (active-active: one group per node, DNS over the groups).
     vips: list[VipGroupSpec] | None = None
+    # The nodes' default route, in their subnet.
     gateway: ipaddress.IPv4Address
+    # The nodes' IPv6 default route, in the subnet of nodes[].address6.
     gateway6: ipaddress.IPv6Address | None = None
     # Written to the nodes' /etc/resolv.conf (the Alpine image has none); the C libraries
     # read at most three nameservers.
     dns: Annotated[list[ipaddress.IPv4Address | ipaddress.IPv6Address], Field(max_length=3)] = Field(
         default_factory=list
     )
+    # The nodes' interface: VRRP speaks and the VIPs live there.
     interface: InterfaceName = "eth0"
+    # true: adverts go to the other nodes' addresses (unicast_peer) instead of the multicast group.
     unicast: bool = False
+    # false: nopreempt (every node starts BACKUP, a recovered node leaves the VIP where it is).
     preempt: bool = True
     # Seconds between VRRP advertisements. Sub-second needs VRRPv3, which has no PASS auth;
     # absent: failureDetection's (a lost master is replaced after 3 adverts + skew), or 1 s
@@ -73,6 +91,7 @@ class ClusterSpec(Spec):
     # How fast a lost node is replaced, against how long a stall a node survives without a false
     # move (components/model/detection.py maps it to the advert interval); absent: default.
     failure_detection: Literal["fast", "default", "tolerant"] | None = None
+    # In failover order: the first holds the VIP (or, with vips, its share of the groups).
     nodes: Annotated[list[NodeSpec], Field(min_length=2, max_length=100)]
     # Where the program's SSH connections jump to reach the nodes; absent: a direct connection.
     bastion: BastionSpec | None = None

@@ -7,11 +7,11 @@ from typing import Annotated, Any, Literal
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
-from pydantic import AfterValidator, Field, model_validator
+from pydantic import AfterValidator, ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
 
 from .errors import KeyError_, unique
-from .fields import Bind, Duration, Endpoint, HostPattern, Name, PathPart, Port, Spec
+from .fields import _PATH_RE, Bind, Duration, Endpoint, HostPattern, Name, PathPart, Port, Spec
 from .rawlines import ExtraSection, ProxyLine
 
 
@@ -67,6 +67,8 @@ class BackendTimeouts(Spec):
 
 
 class StatsSpec(Spec):
+    """The stats page and /metrics on every node (its password: the secret statsPassword)."""
+
     port: Port = 8404
     user: Name = "admin"
 
@@ -75,10 +77,15 @@ class RouteSpec(Spec):
     """First match wins. http mode: hosts AND (pathBeg OR pathEnd), each part optional.
     tcp mode: the TLS ClientHello's server name (`sni`), for TLS passed through unopened."""
 
+    # Where a matching request (or connection) goes.
     backend: Name
+    # The Host header is one of these (`*.example.com`: any subdomain).
     hosts: list[HostPattern] = Field(default_factory=list)
+    # The path starts with one of these.
     path_beg: list[PathPart] = Field(default_factory=list)
+    # The path ends with one of these.
     path_end: list[PathPart] = Field(default_factory=list)
+    # The server name of the client's TLS ClientHello is one of these.
     sni: list[HostPattern] = Field(default_factory=list)
 
     @model_validator(mode="after")
@@ -95,11 +102,13 @@ class RouteSpec(Spec):
 class TlsSpec(Spec):
     """HTTPS on a frontend: certificates by name (SNI picks among them), Mozilla's profile."""
 
+    # Names in haproxy-ha:tlsCertificates; the client's server name (SNI) picks one, else the first.
     certificates: Annotated[list[Name], Field(min_length=1)]
     # Mozilla's server-side TLS profile: ciphers, TLS 1.3 suites and curves (components/model/proxies.py).
     profile: Literal["intermediate", "modern"] = "intermediate"
     # Absent: the profile's (TLSv1.2 for intermediate, TLSv1.3 for modern).
     min_version: Literal["TLSv1.2", "TLSv1.3"] | None = None
+    # The protocols offered to clients, in order of preference.
     alpn: Annotated[list[Literal["h2", "http/1.1"]], Field(min_length=1)] = Field(
         default_factory=lambda: ["h2", "http/1.1"]
     )
@@ -120,12 +129,18 @@ class TlsSpec(Spec):
 
 
 class FrontendSpec(Spec):
+    """Where clients connect: on every node and the VIPs, one port each."""
+
     name: Name
+    # `*:PORT`, `IPv4:PORT` or `[IPv6]:PORT`.
     bind: Bind
+    # http: requests are read (routes on hosts and paths, TLS ends here); tcp: connections pass.
     mode: Literal["http", "tcp"] = "http"
     # Absent only on a frontend that redirects everything to HTTPS.
     default_backend: Name | None = None
+    # Tried in order, the first match wins; no match: defaultBackend.
     routes: list[RouteSpec] = Field(default_factory=list)
+    # HTTPS: TLS ends here (mode http).
     tls: TlsSpec | None = None
     # 301 to https:// with the same host, path and query.
     redirect_to_https: bool = False
@@ -134,6 +149,7 @@ class FrontendSpec(Spec):
     # X-Forwarded-For with the client's address (http mode), except for clients on 127.0.0.0/8.
     forward_for: bool = True
     timeouts: FrontendTimeouts = FrontendTimeouts()
+    # Raw HAProxy lines added to the frontend as they are (not bind, mode or log).
     extra: list[ProxyLine] = Field(default_factory=list)
 
     @model_validator(mode="after")
@@ -203,8 +219,10 @@ class BackendTlsSpec(Spec):
 class HealthCheckSpec(Spec):
     """An HTTP check (path set) or a connect check; `tls` runs it over TLS (`check-ssl`)."""
 
+    # An HTTP check of this path; absent: a TCP connect check.
     path: PathPart | None = None
     method: Literal["GET", "HEAD", "OPTIONS"] = "GET"
+    # The Host header the check sends.
     host: HostPattern | None = None
     # Absent: any 2xx or 3xx (HAProxy's default).
     expect_status: Annotated[int, Field(ge=100, le=599)] | None = None
@@ -212,7 +230,9 @@ class HealthCheckSpec(Spec):
     # backends[].tls says when set, else not verified (it proves the server answers).
     tls: bool = False
     interval: Duration = "2s"
+    # Failed checks in a row that take a server out.
     fall: Annotated[int, Field(ge=1, le=100)] = 3
+    # Passed checks in a row that bring it back.
     rise: Annotated[int, Field(ge=1, le=100)] = 2
 
     @model_validator(mode="after")
@@ -231,26 +251,42 @@ def _health(value: Any) -> Any:
     return {"path": value} if isinstance(value, str) else value
 
 
+def _health_short_form(schema: dict[str, Any]) -> None:
+    """The JSON Schema (components/config/jsonschema.py) accepts the short form too."""
+    schema["properties"]["healthCheck"]["anyOf"].insert(0, {"type": "string", "pattern": _PATH_RE})
+
+
 class ServerSpec(Spec):
     name: Name
+    # `host:port`: an IPv4 address, `[IPv6]` or a DNS name.
     address: Endpoint
+    # Its share of the load against the others' (0: none, checks only); absent: HAProxy's 1.
     weight: Annotated[int, Field(ge=0, le=256)] | None = None
+    # Used only once every other server of the backend is down.
     backup: bool = False
     # The PROXY protocol header to this server; absent: the backend's sendProxy.
     send_proxy: ProxyVersion | None = None
 
 
 class BackendSpec(Spec):
+    """Servers that frontends send requests or connections to."""
+
+    model_config = ConfigDict(json_schema_extra=_health_short_form)
+
     name: Name
+    # The mode of the frontends that use it.
     mode: Literal["http", "tcp"] = "http"
+    # How a server is picked (HAProxy's `balance`).
     balance: Literal["roundrobin", "leastconn", "source", "first", "static-rr"] = "roundrobin"
-    # Absent: a TCP connect check every 2 s.
+    # Absent: a TCP connect check every 2 s. `healthCheck: /path` is short for {path: /path}.
     health_check: HealthCheckSpec | None = None
     # Default for every server: send the client's address in a PROXY protocol header.
     send_proxy: ProxyVersion | None = None
+    # TLS to the servers (re-encrypted traffic).
     tls: BackendTlsSpec | None = None
     timeouts: BackendTimeouts = BackendTimeouts()
     servers: Annotated[list[ServerSpec], Field(min_length=1)]
+    # Raw HAProxy lines added to the backend as they are (not bind, mode or log).
     extra: list[ProxyLine] = Field(default_factory=list)
 
     @model_validator(mode="before")
@@ -292,7 +328,10 @@ def _pem(value: str) -> str:
 
 
 class HaproxySpec(Spec):
+    """What HAProxy serves on every node."""
+
     stats: StatsSpec = StatsSpec()
+    # HAProxy's connection limit (global maxconn).
     maxconn: Annotated[int, Field(ge=100, le=1_000_000)] = 4000
     # Raise by one to rotate the TLS session-ticket keys without a miss (components/config/tls.py).
     tls_ticket_key_generation: Annotated[int, Field(ge=1, le=1_000_000)] = 1

@@ -41,15 +41,22 @@ ALPINE_IMAGE_SHA512 = (
 
 
 class VmSpec(Spec):
+    """The Proxmox VMs (platform proxmox), one per node, each on its node's host."""
+
     cores: Annotated[int, Field(ge=1, le=64)] = 1
     memory_mi_b: Annotated[int, Field(ge=128, le=262144, alias="memoryMiB")] = 512
     disk_gi_b: Annotated[int, Field(ge=1, le=4096, alias="diskGiB")] = 4
+    # The PVE bridge of the VMs' network interface: the L2 segment of the nodes and the VIPs.
     bridge: Name = "vmbr0"
+    # Where the VMs' disks are made.
     datastore: Name = "local-lvm"
     # Where the downloaded image is kept on each PVE host (needs the `import` content type).
     image_datastore: Name = "local"
+    # The cloud image every host downloads once (Alpine's nocloud image, with cloud-init).
     image_url: Annotated[str, StringConstraints(pattern=_URL_RE)] = ALPINE_IMAGE_URL
+    # The image's sha512, checked by PVE; a custom imageUrl needs its own.
     image_checksum: Annotated[str, StringConstraints(pattern=_SHA512_RE)] = ALPINE_IMAGE_SHA512
+    # The first node's VM id; the others follow in list order. Absent: PVE picks free ids.
     vm_id_base: Annotated[int, Field(ge=100, le=999_999_000)] | None = None
 
     @model_validator(mode="after")
@@ -72,10 +79,15 @@ class ProxmoxHostSpec(Spec):
 class StackSpec(Spec):
     """The `haproxy-ha:*` keys of one stack (secrets excluded)."""
 
+    # proxmox: VMs on Proxmox VE; lab: network namespaces on the machine running Pulumi.
     platform: Literal["proxmox", "lab"] = "proxmox"
+    # The key root logs in with on the nodes (cloud-init installs it on the VMs): sshPrivateKey's public half.
     ssh_public_key: SshPublicKey | None = None
+    # The nodes, their network and the VIPs.
     cluster: ClusterSpec
+    # The VMs' size and image (platform proxmox).
     vm: VmSpec = VmSpec()
+    # What HAProxy serves: frontends, backends, the stats page.
     haproxy: HaproxySpec
     # Standalone PVE hosts, each with its own endpoint; other hosts use proxmoxve:endpoint.
     proxmox_hosts: dict[HostName, ProxmoxHostSpec] = Field(default_factory=dict)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import base64
+import hashlib
+import hmac
 import os
 from dataclasses import dataclass
 from functools import cache
@@ -92,6 +94,25 @@ class RenderedFile:
         """What decides whether the file changed, without its secret material: the preview of a
         file that has one (a certificate's includes its sha256), else the text."""
         return self.preview if self.preview is not None else self.text
+
+
+def secret_identity(f: RenderedFile, stack: str) -> str:
+    """What marks a change of a secret file without a preview, in plain command strings and
+    outputs: an HMAC of its text keyed with the secrets this file holds and nothing else (the
+    lines `redact` masks: keepalived.conf's VRRP password, haproxy.cfg's stats password hash), so
+    rotating one secret marks only the files that hold it. The rest of the file is known, so the
+    key is stretched (scrypt): each offline guess at a short VRRP password costs a memory-hard
+    derivation, not one hash."""
+    held = [line for line, shown in zip(f.text.splitlines(), redact(f.text).splitlines(), strict=True)
+            if line != shown]
+    key = _identity_key("\n".join(held), f"haproxy-ha/{stack}/{f.name}")
+    return hmac.new(key, f.text.encode(), hashlib.sha256).hexdigest()
+
+
+@cache
+def _identity_key(held: str, salt: str) -> bytes:
+    # scrypt's interactive-login cost (16 MiB, about 50 ms), once per file in a run: the nodes share the secrets.
+    return hashlib.scrypt(held.encode(), salt=salt.encode(), n=2**14, r=8, p=1, maxmem=64 * 2**20, dklen=32)
 
 
 @cache

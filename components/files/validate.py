@@ -27,12 +27,18 @@ from .render import RenderedFile
 @dataclass(frozen=True)
 class CheckResult:
     tool: str
-    status: str  # "ok" | "failed" | "skipped"
+    # "ok": the checker ran and accepted the file; "failed": it rejected it; "skipped": it could
+    # not run here (not installed, no root), so nothing judged the file: never counted as a pass.
+    status: str
     detail: str = ""
 
     @property
-    def ok(self) -> bool:
-        return self.status != "failed"
+    def failed(self) -> bool:
+        return self.status == "failed"
+
+    @property
+    def skipped(self) -> bool:
+        return self.status == "skipped"
 
     def __str__(self) -> str:
         return f"{self.tool}: {self.status}" + (f" ({self.detail})" if self.detail and self.status != "failed" else "")
@@ -166,26 +172,24 @@ def check_keepalived(
 
 
 def check_shell(script: RenderedFile) -> CheckResult:
-    """`busybox sh -n` (Alpine's shell) and shellcheck for POSIX sh, when installed."""
+    """`busybox sh -n` (Alpine's shell) and shellcheck for POSIX sh: skipped unless both can run."""
+    tool = "busybox sh -n + shellcheck"
+    checks = {"busybox": ["busybox", "sh", "-n"], "shellcheck": ["shellcheck", "--shell=sh", "--severity=style"]}
+    missing = [program for program in checks if not shutil.which(program)]
     problems = []
-    ran = []
     with tempfile.TemporaryDirectory(prefix="haproxy-ha-check-") as tmp:
         path = Path(tmp, script.name)
         path.write_text(script.text)
-        if shutil.which("busybox"):
-            ran.append("busybox sh -n")
-            code, out = _run(["busybox", "sh", "-n", str(path)])
-            if code:
-                problems.append(out)
-        if shutil.which("shellcheck"):
-            ran.append("shellcheck")
-            code, out = _run(["shellcheck", "--shell=sh", "--severity=style", str(path)])
-            if code:
-                problems.append(out)
-    tool = " + ".join(ran) or "sh -n"
-    if not ran:
-        return CheckResult(tool, "skipped", "busybox and shellcheck not installed")
-    return CheckResult(tool, "failed", "\n".join(problems)) if problems else CheckResult(tool, "ok")
+        for program, argv in checks.items():
+            if program not in missing:
+                code, out = _run([*argv, str(path)])
+                if code:
+                    problems.append(out)
+    if problems:
+        return CheckResult(tool, "failed", "\n".join(problems))
+    if missing:
+        return CheckResult(tool, "skipped", f"{' and '.join(missing)} not installed")
+    return CheckResult(tool, "ok")
 
 
 def _run_on(tool: str, program: str, text: str, argv: list[str]) -> tuple[CheckResult | None, int, str]:
@@ -230,8 +234,5 @@ def check_python(script: RenderedFile) -> CheckResult:
 
 def check_openrc(script: RenderedFile) -> CheckResult:
     """`sh -n` on an OpenRC service file (openrc-run sources it with /bin/sh)."""
-    with tempfile.TemporaryDirectory(prefix="haproxy-ha-check-") as tmp:
-        path = Path(tmp, script.name)
-        path.write_text(script.text)
-        code, out = _run(["sh", "-n", str(path)])
-    return CheckResult("sh -n", "failed", out) if code else CheckResult("sh -n", "ok")
+    skipped, code, out = _run_on("sh -n", "sh", script.text, ["-n", "{file}"])
+    return skipped or (CheckResult("sh -n", "failed", out) if code else CheckResult("sh -n", "ok"))
