@@ -77,10 +77,8 @@ def failures(events: Path) -> str:
             continue
         message = diag.get("message", "")
         ran = re.match(r'(?:error: )?Process exited with status (\d+): running "[^"]*":\n?(.*)', message, re.S)
-        if ran:  # a command's error: what our scripts said (their `haproxy-ha[node]:` lines), else its output
-            said = [line for line in ran.group(2).splitlines() if line.startswith("haproxy-ha[")]
-            entry = (f"{name_of(diag['urn'])}: exit status {ran.group(1)}: "
-                     + ("\n".join(said[-3:]) or ran.group(2).strip()[-1500:]))
+        if ran:  # a command's error: what our scripts said, else the tail of its output
+            entry = f"{name_of(diag['urn'])}: exit status {ran.group(1)}: {_said(ran.group(2))}"
         elif "Traceback" in message:  # a provider's exception: its last line is what it said
             text = f"  {name_of(diag['urn'])} (x):\n" + "\n".join("    " + x for x in message.splitlines())
             entry = errors("Diagnostics:\n" + text)
@@ -89,6 +87,18 @@ def failures(events: Path) -> str:
         if entry not in found:
             found.append(entry)
     return "\n".join(found)
+
+
+def _said(output: str) -> str:
+    """A failed script's own words: from its `haproxy-ha[node]: ERROR:` line to the end (a
+    daemon's output it quotes follows on the next lines), else its last three `haproxy-ha[node]:`
+    lines, else the tail of what it printed."""
+    lines = output.strip().splitlines()
+    errors_at = [i for i, line in enumerate(lines) if line.startswith("haproxy-ha[") and ": ERROR: " in line]
+    if errors_at:
+        return "\n".join(lines[errors_at[-1]:])[-1500:]
+    said = [line for line in lines if line.startswith("haproxy-ha[")]
+    return "\n".join(said[-3:]) or "\n".join(lines)[-1500:]
 
 
 def errors(text: str) -> str:
