@@ -10,7 +10,7 @@ Killed (kill -9, a closed terminal), the CLI leaves
 
 The lab removes a lock only when the process that took it on this machine is gone (`pulumi
 cancel`), and clears pending CREATEs (`pulumi refresh --clear-pending-creates`), saying so. On a
-user's own stack these are the two commands the README names.
+user's own stack these are the two commands docs/proxmox.md names.
 """
 
 from __future__ import annotations

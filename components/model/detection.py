@@ -5,7 +5,7 @@ A backup declares its master lost after 3 missed adverts plus its skew time
 that is not scheduled for about 2-3 intervals looks lost too. Measured in the lab
 (bench/failover_ms_bench.py --detection, medians): a lost node replaced in 0.09 / 0.15 / 0.30 s,
 a stall of the holder's VRRP process survived up to 60 / 120 / 200 ms. `default` is the interval
-with no false VRRP change in any hard-case run (README, "How failover is decided").
+with no false VRRP change in any hard-case run (docs/vips-and-failover.md, "Failure detection").
 """
 
 from __future__ import annotations
