@@ -18,7 +18,6 @@ the lab's namespaces are ever signalled.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -238,7 +237,7 @@ def node_up(prefix: str, index: str, name: str, address: str, gateway: str, publ
             address6: str = "", gateway6: str = "") -> None:
     node_dir = lab_dir(prefix) / "nodes" / name
     network = {"address": address, "gateway": gateway, "address6": address6, "gateway6": gateway6}
-    if _running(prefix, f"n{index}", node_dir, network):
+    if running(prefix, f"n{index}", node_dir, network):
         # Made by an earlier run (an interrupted one, or the stack's earlier steps): a machine
         # that is there is not made again.
         print(f"lab node {name}: already up")
@@ -287,7 +286,7 @@ def node_up(prefix: str, index: str, name: str, address: str, gateway: str, publ
     print(f"lab node {name}: namespace {ns}, {address}, sshd up")
 
 
-def _running(prefix: str, role: str, folder: Path, spec: dict, name: str = "network.json") -> bool:
+def running(prefix: str, role: str, folder: Path, spec: dict, name: str = "network.json") -> bool:
     """Whether the namespace is up with processes in it, made from the same spec (from any, when
     `spec` is empty)."""
     try:
@@ -307,7 +306,7 @@ def _start(ns: str, node_dir: Path, *init_args: str) -> None:
         stdin=subprocess.DEVNULL, stdout=console, stderr=console, start_new_session=True,
     )
     (node_dir / "unshare.pid").write_text(f"{proc.pid}\n")
-    _wait_listening(ns, 22, proc, node_dir / "console.log")
+    wait_listening(ns, 22, proc, node_dir / "console.log")
 
 
 def node_reboot(prefix: str, index: str, name: str) -> None:
@@ -332,7 +331,7 @@ def node_reboot(prefix: str, index: str, name: str) -> None:
     print(f"lab node {name}: rebooted")
 
 
-def _wait_listening(ns: str, port: int, proc: subprocess.Popen, log: Path, seconds: float = 15) -> None:
+def wait_listening(ns: str, port: int, proc: subprocess.Popen, log: Path, seconds: float = 15) -> None:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -352,72 +351,21 @@ def node_down(prefix: str, index: str, name: str) -> None:
     print(f"lab node {name}: removed")
 
 
-def web_up(prefix: str, index: str, address: str, gateway: str, ports: str) -> None:
-    """A backend host answering with its own address: busybox httpd on a plain port, and
-    lab/kit/backend.py on `PORT:tls`, `PORT:proxy` or `PORT:tls:proxy` (the TLS bundle on stdin)."""
-    ip = address.split("/")[0]
-    www = lab_dir(prefix) / "web" / index
-    specs = [p.split(":") for p in ports.split(",")]
-    tls = sys.stdin.read() if any("tls" in spec[1:] for spec in specs) else ""
-    wanted = {"address": address, "gateway": gateway, "ports": ports,
-              "tls": hashlib.sha256(tls.encode()).hexdigest()}
-    if not (www / "spec.json").exists() and _running(prefix, f"w{index}", www, {}, "spec.json"):
-        # Made before web hosts recorded their spec (by a `Step`, which this replaces with the
-        # same command): kept as it is. Goes with components/remote/step.py.
-        (www / "spec.json").write_text(json.dumps(wanted))
-    if _running(prefix, f"w{index}", www, wanted, "spec.json"):
-        print(f"lab web server {ip}:{ports}: already up")
-        return
-    web_down(prefix, index)  # what an earlier spec made goes first
-    (www / "static").mkdir(parents=True)
-    (www / "index.html").write_text(f"backend {ip}\n")
-    (www / "static" / "app.css").write_text(f"/* static from {ip} */\n")
-    (www / "spec.json").write_text(json.dumps(wanted))
-    bundle = www / "tls.pem"
-    if tls:
-        bundle.touch(mode=0o600)
-        bundle.write_text(tls)
-        if "PRIVATE KEY" not in bundle.read_text():
-            raise SystemExit(f"labctl: the lab's TLS backend servers at {ip} need a certificate: add one to "
-                             "haproxy-ha:tlsCertificates (a frontend's, or the one a backend's tls.ca names)")
-    ns = attach(prefix, f"w{index}", f"w{index}", address, gateway)
-    for port, *kinds in specs:
-        if kinds:
-            argv = [sys.executable, "-m", "lab.kit.backend", "--listen", f"{ip}:{port}",
-                    *(["--proxy"] if "proxy" in kinds else []), *(["--tls", str(bundle)] if "tls" in kinds else [])]
-            log_path = www / f"backend-{port}.log"
-            log = open(log_path, "w")  # noqa: SIM115 - the server keeps it
-        else:
-            argv = ["busybox", "httpd", "-f", "-p", f"{ip}:{port}", "-h", str(www)]
-            log, log_path = subprocess.DEVNULL, www / "index.html"
-        proc = subprocess.Popen(
-            ["ip", "netns", "exec", ns, *argv], cwd=PROJECT_DIR,
-            stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
-        )
-        _wait_listening(ns, int(port), proc, log_path)
-    print(f"lab web server {ip}:{ports}: namespace {ns}")
-
-
-def web_down(prefix: str, index: str) -> None:
-    ns = netns(prefix, f"w{index}")
-    if ns in namespaces(prefix):
-        kill_namespace_processes(ns)
-        sh("ip", "netns", "del", ns, check=False)
-    shutil.rmtree(lab_dir(prefix) / "web" / index, ignore_errors=True)
-
-
 COMMANDS = {
     "net-up": net_up, "net-down": net_down, "node-up": node_up, "node-down": node_down,
-    "web-up": web_up, "web-down": web_down, "node-reboot": node_reboot,
+    "node-reboot": node_reboot,
 }
 
 
 def main(argv: list[str]) -> None:
-    if not argv or argv[0] not in COMMANDS:
-        raise SystemExit(f"usage: python3 -m lab.labctl {{{','.join(COMMANDS)}}} ARGS...")
+    from .webhosts import web_down, web_up  # they build on this module's helpers
+
+    commands = {**COMMANDS, "web-up": web_up, "web-down": web_down}
+    if not argv or argv[0] not in commands:
+        raise SystemExit(f"usage: python3 -m lab.labctl {{{','.join(commands)}}} ARGS...")
     if os.geteuid() != 0:
         raise SystemExit("labctl: the lab needs root (network namespaces)")
-    COMMANDS[argv[0]](*argv[1:])
+    commands[argv[0]](*argv[1:])
 
 
 if __name__ == "__main__":

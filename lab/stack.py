@@ -358,9 +358,6 @@ def missing_packages() -> list[str]:
     """Packages the nodes' install step expects; lab nodes share this machine's /usr."""
     from components.model.model import PACKAGES
 
-    out = []
-    for package in PACKAGES:
-        proc = subprocess.run(["dpkg-query", "-W", "-f=${Status}", package], capture_output=True, text=True)
-        if "install ok installed" not in proc.stdout:
-            out.append(package)
-    return out
+    proc = subprocess.run(["dpkg-query", "-W", "-f=${Package} ${Status}\n", *PACKAGES], capture_output=True, text=True)
+    installed = {line.split()[0] for line in proc.stdout.splitlines() if line.endswith(" installed")}
+    return [package for package in PACKAGES if package not in installed]
