@@ -7,7 +7,10 @@ from __future__ import annotations
 import subprocess
 import time
 
+import pytest
+
 from lab.kit import probe
+from lab.stack import LabError
 from tests.lab_support import SLOTS, holders, needs_lab, node_ns, node_states
 
 pytestmark = needs_lab
@@ -87,11 +90,9 @@ def test_an_unreachable_node_is_reported_and_the_others_are_left_as_they_are(lab
         assert drift["k3s-lb-03"] and drift["k3s-lb-03"][0].startswith("node unreachable"), drift
         assert drift["k3s-lb-01"] == drift["k3s-lb-02"] == []
         assert preview.ops() == {"haproxy-ha-k3s-lb-03-state": "update"}, preview.ops()
-        try:
+        with pytest.raises(LabError) as failed:
             lab.up()
-            raise AssertionError("up must fail on the unreachable node")
-        except Exception as exc:  # noqa: BLE001 - the lab's error type, asserted by its message
-            assert "k3s-lb-03-state" in str(exc) and "unreachable" in str(exc)
+        assert "k3s-lb-03-state" in str(failed.value) and "unreachable" in str(failed.value), failed.value
         assert {n: v for n, v in pids(lab).items() if n != "k3s-lb-03"} == \
                {n: v for n, v in before.items() if n != "k3s-lb-03"}
     finally:

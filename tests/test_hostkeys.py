@@ -39,8 +39,9 @@ def new_host_key(lab, node: str) -> None:
     probe.node_exec(node_ns(lab, node), "rm -f /etc/ssh/ssh_host_ed25519_key* && "
                                         "ssh-keygen -q -t ed25519 -N '' -f /etc/ssh/ssh_host_ed25519_key && "
                                         "kill -HUP $(cat /run/sshd.pid)")
+    address = lab.outputs()["nodes"][node]
     probe.wait_for(lambda: subprocess.run(
-        ["ip", "netns", "exec", lab.ns("cl"), "ssh-keyscan", "-t", "ed25519", "192.0.2.12"],
+        ["ip", "netns", "exec", lab.ns("cl"), "ssh-keyscan", "-t", "ed25519", address],
         capture_output=True, text=True).stdout.count(fingerprint_raw(lab, node)) == 1, 10)
 
 

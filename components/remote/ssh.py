@@ -97,9 +97,9 @@ def _key(text: str):
     raise ValueError("the SSH private key is not an Ed25519, ECDSA or RSA key in OpenSSH/PEM form")
 
 
-# One connection per node for the whole engine run: the steps of a node (and its state read)
-# share it instead of a key exchange each, as OpenSSH's ControlMaster would. Channels of one
-# paramiko transport may be used from several threads at once.
+# One connection per node, and one to the bastion, for the whole engine run: a node's reads and
+# restores share it instead of a key exchange each, as OpenSSH's ControlMaster would. Channels of
+# one paramiko transport may be used from several threads at once.
 _OPEN: dict[Target, Any] = {}
 _LOCKS: dict[Target, threading.Lock] = {}
 _OPEN_LOCK = threading.Lock()
@@ -132,6 +132,8 @@ def _bastion(jump: Bastion, private_key: str, timeout: float):
         client = _BASTIONS.get((jump, private_key))
     if client is not None and _answers(client):
         return client
+    if client is not None:
+        _drop(_BASTIONS, (jump, private_key), client)
     client = paramiko.SSHClient()
     client.set_missing_host_key_policy(paramiko.RejectPolicy())
     known = parse_public_key(jump.host_key)
