@@ -277,7 +277,7 @@ def test_no_secret_in_the_state_the_outputs_or_what_the_engine_printed(lab, tmp_
                **{f"private key line {i}": line for i, line in enumerate(pem_bodies)}}
     assert stats_hash and ticket_keys and len(pem_bodies) > 2
 
-    # Every step runs again (a new ticket-key generation re-runs each node's files and applies),
+    # A new ticket-key generation stages the keys file and re-runs apply-haproxy on every node,
     # as printed by the engine and logged in its event log.
     cfg = copy.deepcopy(lab.base_config)
     cfg["haproxy-ha:haproxy"]["tlsTicketKeyGeneration"] = 2
