@@ -73,7 +73,7 @@ def up(prefix: str, gateway_cidr: str, gateway6_cidr: str, port: int, host_key: 
         _spawn(["ip", "netns", "exec", ns, "sh", "-c",
                 f"mount -t tmpfs -o mode=0755 tmpfs /run && mkdir /run/sshd && "
                 f"exec /usr/sbin/sshd -D -e -f {folder}/sshd_config"], folder / "sshd.log")
-        _wait(lambda: _alive(folder / "sshd.pid", "sshd") and _listening(ns, SSHD_PORT), folder / "sshd.log")
+        _wait(lambda: _alive(folder / "sshd.pid", "sshd") and labctl.listening(ns, SSHD_PORT), folder / "sshd.log")
     if not _alive(folder / "forward.pid", "python"):
         _spawn([sys.executable, "-m", "lab.bastion", "forward", str(port), ns], folder / "forward.log",
                pidfile=folder / "forward.pid")
@@ -94,10 +94,6 @@ def _alive(pidfile: Path, comm: str) -> bool:
         return Path(f"/proc/{pid}/comm").read_text().strip().startswith(comm)
     except (OSError, ValueError, IndexError):
         return False
-
-
-def _listening(ns: str, port: int) -> bool:
-    return bool(labctl.sh("ip", "netns", "exec", ns, "ss", "-Hltn", f"sport = :{port}", capture=True, check=False))
 
 
 def _connects(port: int) -> bool:

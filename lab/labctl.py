@@ -331,12 +331,17 @@ def node_reboot(prefix: str, index: str, name: str) -> None:
     print(f"lab node {name}: rebooted")
 
 
+def listening(ns: str, port: int) -> bool:
+    """A TCP socket listens on `port` in namespace `ns`."""
+    return bool(sh("ip", "netns", "exec", ns, "ss", "-Hltn", f"sport = :{port}", capture=True, check=False).strip())
+
+
 def wait_listening(ns: str, port: int, proc: subprocess.Popen, log: Path, seconds: float = 15) -> None:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise SystemExit(f"labctl: {ns} exited early:\n{log.read_text()[-2000:]}")
-        if sh("ip", "netns", "exec", ns, "ss", "-Hltn", f"sport = :{port}", capture=True, check=False).strip():
+        if listening(ns, port):
             return
         time.sleep(0.05)
     raise SystemExit(f"labctl: nothing listens on port {port} in {ns} after {seconds} s")

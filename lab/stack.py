@@ -106,14 +106,15 @@ class Lab:
         config set --secret` stored there. The user's Pulumi.lab.yaml is never rewritten."""
         merged = {**self.base_config, **(overrides or {})}
         merged.setdefault(f"{PROJECT}:sshPublicKey", self._ssh_key().with_suffix(".pub").read_text().strip())
+        jump = self.bastion_config()
         if self.user_stack:
             if overrides:
                 raise LabError("the lab stack's config is Pulumi.lab.yaml: edit it instead")
-            if merged[f"{PROJECT}:cluster"].get("bastion") != self.bastion_config():
-                for key, value in self.bastion_config().items():
+            if merged[f"{PROJECT}:cluster"].get("bastion") != jump:
+                for key, value in jump.items():
                     self.pulumi("config", "set", "--path", f"{PROJECT}:cluster.bastion.{key}", str(value))
             return merged
-        merged[f"{PROJECT}:cluster"] = {**merged[f"{PROJECT}:cluster"], "bastion": self.bastion_config()}
+        merged[f"{PROJECT}:cluster"] = {**merged[f"{PROJECT}:cluster"], "bastion": jump}
         document: dict[str, Any] = {}
         if self.config_file.exists():
             document = yaml.safe_load(self.config_file.read_text()) or {}
