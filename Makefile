@@ -6,7 +6,7 @@ OUT ?= /tmp/haproxy-ha-render
 # Debian packages the tests and the lab use (the real daemons, sshd, OpenRC, script checkers).
 APT_PACKAGES := haproxy keepalived openssh-server openrc shellcheck busybox iproute2 openssl curl procps rsyslog logrotate qemu-guest-agent debootstrap ca-certificates
 
-.PHONY: setup system-packages venv toolchain scanners env debian13-root test lint render lab lab-down lab-preview lab-ssh bench
+.PHONY: setup system-packages venv toolchain scanners env debian13-root test lint render lab lab-down lab-preview lab-ssh sim sim-down sim-preview bench
 
 setup: system-packages venv toolchain scanners
 
@@ -73,6 +73,18 @@ lab-down: setup
 # A root shell on a lab node, over SSH as on a VM: make lab-ssh NODE=k3s-lb-01
 lab-ssh: venv
 	@$(PY) -m lab ssh --stack lab $(if $(NODE),--node $(NODE))
+
+# The production path on this machine: a prod-shaped stack through the real Proxmox provider
+# against a fake PVE (fakepve) whose VMs boot as lab nodes. SIM_MODE=standalone: one API per host.
+sim: setup
+	$(PY) -m sim up --$(or $(SIM_MODE),cluster)
+
+sim-preview: setup
+	$(PY) -m sim preview --$(or $(SIM_MODE),cluster)
+
+# Both modes' stacks, PVEs and namespaces.
+sim-down: setup
+	$(PY) -m sim down
 
 # Measured figures (each bench brings up and tears down its own lab cluster).
 bench: setup

@@ -14,6 +14,7 @@ from .config.proxmox import PveAccess, parse_tokens, resolve
 from .config.tls import parse_bundles
 from .config.vridcheck import check_vrids, other_stacks
 from .model.model import Cluster, Secrets, build_cluster
+from .pve import preflight
 from .stackfile import PROJECT_DIR
 
 OBJECT_KEYS = ("cluster", "vm", "haproxy", "proxmoxHosts")
@@ -69,4 +70,6 @@ def load_settings(stack: str) -> Settings:
         }
         host_tokens = parse_tokens(raw.get(f"{PROJECT}:proxmoxApiTokens"))
         pve = resolve(cluster.spec, proxmox, raw.get("proxmoxve:apiToken"), host_tokens)
+        # Every host there, online and ready, and every privilege held: before anything is declared.
+        preflight.check(cluster, pve)
     return Settings(cluster=cluster, ssh_private_key=pulumi.Output.secret(ssh_key), pve=pve)

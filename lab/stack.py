@@ -54,6 +54,8 @@ class Lab:
         self.config_file = (engine.PROJECT_DIR / f"Pulumi.{stack}.yaml" if self.user_stack
                             else self.state_dir / f"Pulumi.{stack}.yaml")
         self.base_config = config if config is not None else self._user_config()
+        # Variables the engine (and its providers) run with, beyond the backend's.
+        self.engine_env: dict[str, str] = {}
 
     def _user_config(self) -> dict[str, Any]:
         if not self.config_file.exists() and (SHIPPED / f"Pulumi.{self.stack}.yaml").exists():
@@ -69,9 +71,9 @@ class Lab:
         # `pulumi stack ...` and `cancel` take no --config-file; preview, up, refresh, destroy and config do.
         config = [] if args[0] in ("stack", "cancel") else ["--config-file", str(self.config_file)]
         # --event-log (what the Automation API reads) is one of the CLI's debug flags.
-        debug = {"PULUMI_DEBUG_COMMANDS": "true"} if "--event-log" in args else None
+        debug = {"PULUMI_DEBUG_COMMANDS": "true"} if "--event-log" in args else {}
         return engine.pulumi(self.state_dir, *args, "--stack", self.stack, *config,
-                             check=check, stdin=stdin, capture=capture, extra_env=debug)
+                             check=check, stdin=stdin, capture=capture, extra_env={**self.engine_env, **debug})
 
     @property
     def tls_dir(self) -> Path:
@@ -133,7 +135,8 @@ class Lab:
             password.chmod(0o600)
         if self.user_stack and f"{PROJECT}:sshPublicKey" not in self.base_config:
             self.pulumi("config", "set", f"{PROJECT}:sshPublicKey", config[f"{PROJECT}:sshPublicKey"])
-        wanted = {f"{PROJECT}:sshPrivateKey": key.read_text(), f"{PROJECT}:statsPassword": self.stats_password}
+        wanted = {f"{PROJECT}:sshPrivateKey": key.read_text(), f"{PROJECT}:statsPassword": self.stats_password,
+                  **self.more_secrets()}
         for name, bundle in tlsca.lab_certificates(self.tls_dir, self.stack, config).items():
             wanted[f"{PROJECT}:tlsCertificates.{name}"] = bundle
         # What the last run set, in the stack file as it then was: nothing to decrypt and compare.
@@ -153,6 +156,10 @@ class Lab:
             args = ["config", "set", "--secret", *(["--path"] if "." in full.split(":", 1)[1] else []), full]
             self.pulumi(*args, stdin=value)
         stamp.write_text(mark())
+
+    def more_secrets(self) -> dict[str, str]:
+        """Secrets beyond the lab's own (full key -> value): the sim's API tokens."""
+        return {}
 
     def bastion_config(self) -> dict[str, Any]:
         """cluster.bastion for this stack: the lab's jump host behind its loopback forward (a
@@ -279,9 +286,13 @@ class Lab:
             if proc.returncode != 0:
                 said = engine_output.errors(proc.stdout + proc.stderr)
                 self.log(f"pulumi destroy failed (cleaning up anyway):\n{said}")
+        self.before_net_down()
         labctl.net_down(self.prefix)
         self.remove_state()
         self.log(f"lab {self.stack}: down")
+
+    def before_net_down(self) -> None:
+        """What must stop before the lab's namespaces go (the sim's PVE)."""
 
     def remove_state(self) -> None:
         """This stack's state folder, its generated stack file, and the lab's folders when no

@@ -13,6 +13,7 @@ import runpy
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import pulumi
 from google.protobuf import json_format
@@ -54,6 +55,8 @@ class Declared:
 class Declaration:
     resources: list[Declared] = field(default_factory=list)
     outputs: dict[str, Any] = field(default_factory=dict)
+    # The PVE access the program's preflight was asked to check (platform proxmox).
+    preflights: list[Any] = field(default_factory=list)
 
     def by_type(self, type_: str) -> list[Declared]:
         return [r for r in self.resources if r.type == type_]
@@ -158,7 +161,9 @@ def declare(stack: str, config: dict[str, Any], secret_keys: tuple[str, ...] = (
         mocks, project="haproxy-ha", stack=stack, preview=False,
         monitor=_RecordingMonitor(mocks, declaration),
     )
-    _sync_await(run_pulumi_func(lambda: runpy.run_path(str(program), run_name="__main__")))
+    # No PVE answers under mocks: the preflight's own checks run against fakepve (tests/test_sim.py).
+    with mock.patch("components.pve.preflight.check", lambda cluster, access: declaration.preflights.append(access)):
+        _sync_await(run_pulumi_func(lambda: runpy.run_path(str(program), run_name="__main__")))
     exported = settings.get_root_resource().outputs  # type: ignore[union-attr]
     declaration.outputs = {
         key: _sync_await(pulumi.Output.from_input(value).future()) for key, value in sorted(exported.items())
