@@ -116,7 +116,7 @@ class ProxmoxVms(pulumi.ComponentResource):
                 url=vm.image_url,
                 file_name=image_file_name(vm.image_url),
                 checksum=vm.image_checksum,
-                checksum_algorithm="sha512",
+                checksum_algorithm=vm.image_checksum_algorithm,
                 overwrite=False,
                 opts=child(host),
             )

@@ -6,6 +6,7 @@ import pytest
 
 from components.config.errors import ConfigError
 from components.model.model import Secrets, build_cluster
+from tests.conftest import stack_config
 
 C, H = "haproxy-ha:cluster", "haproxy-ha:haproxy"
 SECRETS = Secrets("correct horse battery")
@@ -188,3 +189,27 @@ def test_stats_hash_is_deterministic_sha512_and_changes_with_the_password(prod):
 def test_vrrp_password_selects_vrrpv2_with_whole_second_adverts(prod):
     cluster = build_cluster("prod", prod, Secrets("correct horse", vrrp_password="s3cr3t"))
     assert cluster.vrrp_version == 2 and cluster.advert_int_text == "1"
+
+
+def test_a_release_past_its_end_of_support_is_a_warning_naming_the_date():
+    import datetime as dt
+
+    from components.config.alpine import END_OF_SUPPORT, IMAGE_URL, support_warning
+
+    old = "https://dl-cdn.alpinelinux.org/alpine/v3.21/releases/cloud/nocloud_alpine-3.21.7-x86_64-bios-cloudinit-r0.qcow2"
+    said = support_warning(old, dt.date(2026, 12, 5))
+    assert said is not None and "Alpine 3.21 reached its end of support on 2026-11-01" in said
+    assert "3.22, 3.23, 3.24" in said
+    assert support_warning(old, dt.date(2026, 10, 31)) is None
+    # The default is supported today, and every release the table knows has a date.
+    assert support_warning(IMAGE_URL) is None
+    assert support_warning("https://mirror.example.lan/images/custom.qcow2") is None
+    assert all(isinstance(d, dt.date) for d in END_OF_SUPPORT.values())
+
+
+def test_the_stack_warns_when_its_image_is_past_support():
+    cfg = stack_config("prod")
+    old = "https://dl-cdn.alpinelinux.org/alpine/v3.21/releases/cloud/nocloud_alpine-3.21.7-x86_64-bios-cloudinit-r0.qcow2"
+    cfg["haproxy-ha:vm"] = {**cfg["haproxy-ha:vm"], "imageUrl": old, "imageChecksum": "ab" * 64}
+    cluster = build_cluster("prod", {k: v for k, v in cfg.items() if k.startswith("haproxy-ha:")}, Secrets("x" * 8))
+    assert any("end of support on 2026-11-01" in w for w in cluster.warnings)

@@ -46,14 +46,14 @@ def test_three_vms_one_per_host_with_the_seed_sizing(prod_run):
         assert ipv4 == {"address": address, "gateway": "172.18.10.1"}, name
 
 
-def test_the_image_is_downloaded_once_per_host_verified_by_sha512(prod_run):
+def test_the_image_is_downloaded_once_per_host_verified_by_its_checksum(prod_run):
     images = prod_run.by_type(IMAGE)
     assert sorted(i.inputs["nodeName"] for i in images) == ["r420", "r630", "r730"]
     for image in images:
         assert image.inputs["contentType"] == "import"
         assert image.inputs["datastoreId"] == "local"
-        assert image.inputs["checksumAlgorithm"] == "sha512" and len(image.inputs["checksum"]) == 128
-        assert "/v3.21/" in image.inputs["url"] and image.inputs["fileName"].endswith(".qcow2")
+        assert image.inputs["checksumAlgorithm"] == "sha256" and len(image.inputs["checksum"]) == 64
+        assert "/v3.24/" in image.inputs["url"] and image.inputs["fileName"].endswith(".qcow2")
     vm_by_host = {r.inputs["nodeName"]: r for r in prod_run.by_type(VM)}
     for image in images:
         assert vm_by_host[image.inputs["nodeName"]].inputs["disks"][0]["importFrom"] == f"{image.name}-id"
@@ -223,3 +223,11 @@ def test_an_unknown_key_in_the_project_namespace_is_rejected_by_name():
     cfg["haproxy-ha:clustr"] = {"vip": "1.2.3.4/24"}
     with pytest.raises(Exception, match=r"haproxy-ha:clustr: unknown key"):
         run(cfg)
+
+
+def test_a_sha512_image_checksum_is_checked_as_sha512():
+    cfg = stack_config("prod")
+    url = "https://mirror.example.lan/alpine/v3.23/releases/cloud/nocloud_alpine-3.23.2-x86_64-bios-cloudinit-r0.qcow2"
+    cfg["haproxy-ha:vm"] = {**cfg["haproxy-ha:vm"], "imageUrl": url, "imageChecksum": "ab" * 64}
+    image = run(cfg).by_type(IMAGE)[0]
+    assert (image.inputs["checksumAlgorithm"], image.inputs["checksum"]) == ("sha512", "ab" * 64)

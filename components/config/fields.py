@@ -17,7 +17,7 @@ _IFACE_RE = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,14}$"
 _PATH_RE = r"^[A-Za-z0-9._~/%+-]{1,200}$"
 _SSH_KEY_RE = r"^(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(256|384|521)) [A-Za-z0-9+/=]+( [^\n\r]*)?$"
 _URL_RE = r"^https?://[A-Za-z0-9._~:/%+-]+\.(qcow2|img|raw)$"
-_SHA512_RE = r"^[0-9a-f]{128}$"
+_CHECKSUM_RE = r"^([0-9a-f]{64}|[0-9a-f]{128})$"
 _HTTPS_RE = r"^https://[A-Za-z0-9.-]+(:[0-9]{1,5})?/?$"
 # A host name or a `*.` wildcard as routes match them (Host header, TLS SNI).
 _LABEL = r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
@@ -86,7 +86,7 @@ PATTERN_HELP = {
     _PATH_RE: "a URL path part: letters, digits and `. _ ~ / % + -` only",
     _SSH_KEY_RE: "one line `<type> <base64> [comment]` with type ssh-ed25519, ssh-rsa or ecdsa-sha2-nistp*",
     _URL_RE: "an http(s) URL of a .qcow2, .img or .raw image, without spaces or quotes",
-    _SHA512_RE: "128 lowercase hex digits (a sha512)",
+    _CHECKSUM_RE: "64 or 128 lowercase hex digits (a sha256 or a sha512)",
     _HTTPS_RE: "an https URL of a PVE API, like https://pve1.example.lan:8006/",
     _HOST_PATTERN_RE: "a host name (www.example.com) or a wildcard for its subdomains (*.example.com)",
     _DURATION_RE: "a duration with its unit, as HAProxy writes it: 500ms, 30s, 5m, 1h or 1d",

@@ -12,6 +12,7 @@ import yaml
 
 from .errors import PROJECT
 from .fields import (
+    _CHECKSUM_RE,
     _DURATION_RE,
     _HOST_PATTERN_RE,
     _HOST_RE,
@@ -19,7 +20,6 @@ from .fields import (
     _IFACE_RE,
     _NAME_RE,
     _PATH_RE,
-    _SHA512_RE,
     _SSH_KEY_RE,
     _URL_RE,
     PATTERN_HELP,
@@ -69,7 +69,7 @@ REQUIRED = {f"{PROJECT}:{name}" for name in REQUIRED_SECRETS}
 # Short names of the text shapes many keys share; the page says once what each allows.
 SHAPES = {_NAME_RE: "name", _HOST_RE: "host name", _HOST_PATTERN_RE: "host pattern", _IFACE_RE: "interface name",
           _PATH_RE: "path part", _DURATION_RE: "duration", _SSH_KEY_RE: "SSH public key", _URL_RE: "image URL",
-          _SHA512_RE: "sha512", _HTTPS_RE: "PVE API URL"}
+          _CHECKSUM_RE: "checksum", _HTTPS_RE: "PVE API URL"}
 FORMATS = {"ipv4": "IPv4 address", "ipv6": "IPv6 address", "ipv4interface": "IPv4 address/prefix",
            "ipv6interface": "IPv6 address/prefix"}
 

@@ -8,11 +8,12 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, StringConstraints, ValidationError, model_validator
 
+from .alpine import IMAGE_SHA256, IMAGE_URL
 from .clusterspec import ClusterSpec
 from .errors import PROJECT, ConfigError, KeyError_, key_path
 from .fields import (
+    _CHECKSUM_RE,
     _HTTPS_RE,
-    _SHA512_RE,
     _URL_RE,
     PATTERN_HELP,
     HostName,
@@ -23,22 +24,6 @@ from .fields import (
 from .haproxy import HaproxySpec
 
 # --- VMs -------------------------------------------------------------------------------------
-
-# Alpine 3.21 "nocloud" cloud image (BIOS, cloud-init). Checksum as published in Alpine's
-# `.sha512` sidecar for this exact file.
-ALPINE_IMAGE_URL = (
-    "https://dl-cdn.alpinelinux.org/alpine/v3.21/releases/cloud/"
-    "nocloud_alpine-3.21.7-x86_64-bios-cloudinit-r0.qcow2"
-)
-ALPINE_REPOSITORIES = (
-    "https://dl-cdn.alpinelinux.org/alpine/v3.21/main",
-    "https://dl-cdn.alpinelinux.org/alpine/v3.21/community",
-)
-ALPINE_IMAGE_SHA512 = (
-    "5b22a46e9aa6bbacf585c055e87362c8be1993e53c121bdaf74203ac3490c70b"
-    "dbbf714df4276eef36184ea8c11fd7cd3b28c9ccc74f6a9a82c430d441fa2f95"
-)
-
 
 class VmSpec(Spec):
     """The Proxmox VMs (platform proxmox), one per node, each on its node's host."""
@@ -52,18 +37,22 @@ class VmSpec(Spec):
     datastore: Name = "local-lvm"
     # Where the downloaded image is kept on each PVE host (needs the `import` content type).
     image_datastore: Name = "local"
-    # The cloud image every host downloads once (Alpine's nocloud image, with cloud-init).
-    image_url: Annotated[str, StringConstraints(pattern=_URL_RE)] = ALPINE_IMAGE_URL
-    # The image's sha512, checked by PVE; a custom imageUrl needs its own.
-    image_checksum: Annotated[str, StringConstraints(pattern=_SHA512_RE)] = ALPINE_IMAGE_SHA512
+    # The cloud image every host downloads once (Alpine's generic BIOS image, with cloud-init).
+    image_url: Annotated[str, StringConstraints(pattern=_URL_RE)] = IMAGE_URL
+    # The image's sha256 or sha512 (by its length), checked by PVE; a custom imageUrl needs its own.
+    image_checksum: Annotated[str, StringConstraints(pattern=_CHECKSUM_RE)] = IMAGE_SHA256
     # The first node's VM id; the others follow in list order. Absent: PVE picks free ids.
     vm_id_base: Annotated[int, Field(ge=100, le=999_999_000)] | None = None
 
     @model_validator(mode="after")
     def _image_pinned(self) -> VmSpec:
-        if self.image_url != ALPINE_IMAGE_URL and self.image_checksum == ALPINE_IMAGE_SHA512:
-            raise KeyError_(("imageChecksum",), "a custom imageUrl needs its own sha512 imageChecksum")
+        if self.image_url != IMAGE_URL and self.image_checksum == IMAGE_SHA256:
+            raise KeyError_(("imageChecksum",), "a custom imageUrl needs its own imageChecksum (sha256 or sha512)")
         return self
+
+    @property
+    def image_checksum_algorithm(self) -> str:
+        return "sha256" if len(self.image_checksum) == 64 else "sha512"
 
 
 class ProxmoxHostSpec(Spec):

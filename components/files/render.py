@@ -12,7 +12,7 @@ from pathlib import Path
 
 import jinja2
 
-from ..config.schema import ALPINE_REPOSITORIES
+from ..config.alpine import repositories
 from ..config.tls import ticket_keys
 from ..model import proxies
 from ..model.model import PACKAGES, Cluster, Node
@@ -347,7 +347,7 @@ def render_scripts(
         "install.sh": env.get_template("scripts/install.sh.j2").render(
             base,
             packages=PACKAGES,
-            apk_repositories=ALPINE_REPOSITORIES,
+            apk_repositories=repositories(cluster.spec.vm.image_url),
         ),
     }
     for svc in service_applies(cluster, paths, template_dir):

@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..config.alpine import support_warning
 from ..config.errors import PROJECT, ConfigError
 from ..config.haproxy import FrontendSpec
 from ..config.schema import StackSpec, load_stack
@@ -214,6 +215,9 @@ def build_cluster(stack: str, config: Mapping[str, Any], secrets: Secrets, now: 
         f"{TLS_KEY}.{c.name}: expires on {c.not_after:%Y-%m-%d %H:%M} UTC, in less than {WARN_DAYS} days; renew it"
         for c in certificates.values() if c.expires_within(WARN_DAYS, now)
     )
+    if spec.platform == "proxmox":
+        past_support = support_warning(spec.vm.image_url, now.date())
+        warnings += (past_support,) if past_support else ()
     return Cluster(stack, spec, secrets, certificates, warnings, _backend_cas(spec, secrets, certificates, now))
 
 

@@ -247,8 +247,9 @@ def presented_key(target: Target, attempts: int | None = None) -> str:
     tries = max(1, attempts if attempts is not None else target.dial_attempts)
     last: Exception | None = None
     for attempt in range(tries):
-        sock = _sock(target)
         try:
+            # Inside the retry: through a bastion, a node still booting is a refused channel.
+            sock = _sock(target)
             if sock is None:
                 import socket
 
