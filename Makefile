@@ -47,7 +47,7 @@ venv: .venv/.installed
 	touch $@
 
 # Debian 13's HAProxy 3.0 / keepalived 2.3 (production's series) in a cached chroot outside the repo
-# ($HAPROXY_HA_DEBIAN13_ROOT, default /var/cache/haproxy-ha/debian13-root); about 40 s once. Skipped without root.
+# ($HAPROXY_HA_DEBIAN13_ROOT, default /var/cache/haproxy-ha/debian13-root); about 30 s once. Skipped without root.
 debian13-root: setup
 	$(PY) -m components.files.daemons13
 

@@ -40,9 +40,9 @@ from .stackfile import PROJECT_DIR, SECRET_ENV, TLS_DIR_ENV, read_stack
 
 ALSO_DEBIAN13_HELP = (
     "also check haproxy.cfg and keepalived.conf with Debian 13's HAProxy 3.0 and keepalived 2.3 "
-    "(the series production's Alpine 3.21 runs), chrooted into a cached Debian 13 root at "
+    "(the series Alpine 3.21 shipped), chrooted into a cached Debian 13 root at "
     f"${ROOT_ENV} (default {DEFAULT_ROOT}); the root is built first if missing (debootstrap, "
-    "about 40 s and 300 MB, needs root). Exit 3 if it cannot be built."
+    "about 30 s and 270 MB, needs root). Exit 3 if it cannot be built."
 )
 
 

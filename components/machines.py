@@ -16,3 +16,10 @@ class Machine:
     resource: pulumi.CustomResource
     # SSH dial attempts: a fresh VM needs time to boot before sshd answers.
     dial_error_limit: int
+    # What changes exactly when the machine is a new one (the steps' trigger). PVE gives a VM
+    # made again the lowest free id, often the old one's, so the id alone would not say so.
+    identity: pulumi.Input[str] | None = None
+
+    @property
+    def instance(self) -> pulumi.Input[str]:
+        return self.identity if self.identity is not None else self.resource.id

@@ -77,7 +77,7 @@ class HaNode(pulumi.ComponentResource):
         self.host_key = HostKey(
             f"{name}-hostkey", node=node.name, host=machine.address, port=machine.port,
             bastion=commands.bastion_props(bastion), private_key=args.private_key,
-            dial_attempts=machine.dial_error_limit, triggers=[machine.resource.id],
+            dial_attempts=machine.dial_error_limit, triggers=[machine.instance],
             opts=pulumi.ResourceOptions(parent=self, depends_on=[machine.resource]),
         )
 
@@ -87,7 +87,7 @@ class HaNode(pulumi.ComponentResource):
                                        dial_attempts=dial_attempts)
 
         # A replaced machine is a fresh one: every step must run again on it.
-        triggers = [machine.resource.id, *([args.ticket_seed.id] if args.ticket_seed else [])]
+        triggers = [machine.instance, *([args.ticket_seed.id] if args.ticket_seed else [])]
 
         def command(step: str, depends_on: list[pulumi.Resource], secret_stdin: bool = False, **kw):
             return commands.on_node(

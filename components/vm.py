@@ -81,6 +81,14 @@ def vm_args(cluster: Cluster, index: int, image_id: pulumi.Input[str]) -> dict[s
     )
 
 
+def _mac(device: Any) -> str:
+    """A network device's MAC address, from the provider's output (an object or, under mocks, a dict)."""
+    found = getattr(device, "mac_address", None)
+    if found is None and isinstance(device, dict):
+        found = device.get("mac_address", device.get("macAddress"))
+    return str(found or "")
+
+
 class ProxmoxVms(pulumi.ComponentResource):
     """The image, downloaded once per PVE host, and one VM per node on its host."""
 
@@ -129,11 +137,21 @@ class ProxmoxVms(pulumi.ComponentResource):
                 opts=pulumi.ResourceOptions.merge(
                     child(node.host),
                     pulumi.ResourceOptions(
-                        # PVE fills these in after creation; they are not ours to diff.
-                        ignore_changes=["macAddresses", "networkDevices[0].macAddress"],
+                        # PVE fills in the MAC addresses after creation: not ours to diff. The
+                        # disk's `speed` limits we never set: the provider's schema defaults them
+                        # to a block of zeros, while its read reports no block for a disk PVE
+                        # stores without limits (bpg 0.111.1, vm/disk schema.go and disk.go), so
+                        # every preview would otherwise propose to add it.
+                        ignore_changes=["macAddresses", "networkDevices[0].macAddress", "disks[0].speed"],
                     ),
                 ),
             )
             self.vms[node.name] = resource
-            self.machines[node.name] = Machine(str(node.address.ip), 22, resource, dial_error_limit=100)
+            # A VM made again (deleted behind Pulumi's back, or replaced) may get its old id back
+            # from PVE; its MAC address, chosen by PVE at creation, is new every time.
+            # (`mac_addresses` is the guest agent's report; the device's own MAC is in its config.)
+            identity = pulumi.Output.all(resource.id, resource.network_devices).apply(
+                lambda a: f"{a[0]}/{','.join(_mac(d) for d in a[1] or [])}")
+            self.machines[node.name] = Machine(str(node.address.ip), 22, resource, dial_error_limit=100,
+                                               identity=identity)
         self.register_outputs({"vmIds": {n: v.vm_id for n, v in self.vms.items()}})

@@ -8,11 +8,15 @@ import ipaddress
 import shlex
 import subprocess
 import sys
+import time
 import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
+# Seconds from `qm start` to sshd answering: a cloud image boots, cloud-init runs. Real VMs take
+# 15-40 s; the sim keeps a few, so the program meets a machine that is not up yet, every time.
+BOOT_SECONDS = 3.0
 
 
 @dataclass(frozen=True)
@@ -72,34 +76,46 @@ class Booter:
         self.log = log
         # (api, vmid) -> (started_at, guest) of each node that runs
         self.running: dict[tuple[str, int], tuple[float, Guest]] = {}
+        # (api, vmid) -> (started_at, when its sshd may answer) of each VM still booting
+        self.booting: dict[tuple[str, int], tuple[float, float]] = {}
 
     def step(self, vms: list[tuple[str, int, str, float | None, dict]]) -> None:
         seen = set()
+        now = time.monotonic()
         for api, vmid, status, started_at, config in vms:
             key = (api, vmid)
             if status != "running":
                 continue
             seen.add(key)
-            guest = guest_of(config)
+            started_at = started_at or 0.0
             have = self.running.get(key)
             if have and have[0] == started_at:
                 continue
+            if self.booting.get(key, (None,))[0] != started_at:
+                self.booting[key] = (started_at, now + BOOT_SECONDS)
+                self.log(f"VM {vmid} ({config.get('name')}) started: booting")
+            if self.booting[key][1] > now:
+                continue
+            del self.booting[key]
+            guest = guest_of(config)
             if guest is None:
                 self.log(f"VM {vmid} runs without a static ipconfig0: no lab node for it")
-                self.running[key] = (started_at or 0.0, Guest("", "0.0.0.0/32", "", ""))
+                self.running[key] = (started_at, Guest("", "0.0.0.0/32", "", ""))
                 continue
             try:
                 if have and have[1] == guest:
                     self.log(f"VM {vmid} ({guest.name}) restarted: rebooting its node")
                     reboot(self.prefix, guest)
                 else:
-                    if have:
+                    if have and have[1].name:
                         down(self.prefix, have[1])
-                    self.log(f"VM {vmid} ({guest.name}) started: booting {guest.address}")
                     up(self.prefix, guest)
-                self.running[key] = (started_at or 0.0, guest)
+                    self.log(f"VM {vmid} ({guest.name}) up at {guest.address}")
+                self.running[key] = (started_at, guest)
             except RuntimeError as exc:
                 self.log(str(exc))
+        for key in [k for k in self.booting if k not in seen]:
+            del self.booting[key]
         for key in [k for k in self.running if k not in seen]:
             _, guest = self.running.pop(key)
             if guest.name:

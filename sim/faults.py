@@ -12,6 +12,8 @@ itself) makes behind Pulumi's back. One JSON request per line, one JSON answer:
     {"op": "latency", "seconds": 0.5, "host": "r630"}     added to every answer (host: only that one's)
     {"op": "backup", "name": "k3s-lb-03", "seconds": 30}  a vzdump holding the VM's lock
     {"op": "vm", "name": "k3s-lb-02", "action": "stop" | "reboot" | "delete"}
+    {"op": "volumes"}                                     every stored volume: api -> storage -> volume ids
+    {"op": "requests", "last": 50}                        the API requests PVE answered, newest last
 """
 
 from __future__ import annotations
@@ -74,6 +76,14 @@ class Faults:
         return [{"api": key, "vmid": vm.vmid, "name": vm.name, "node": vm.node, "status": vm.status,
                  "lock": vm.lock, "memory": vm.config.get("memory"), "config": vm.config}
                 for key, pve in self.pves.items() for vm in pve.vms]
+
+    def op_volumes(self) -> dict[str, dict[str, list[str]]]:
+        return {key: {name: sorted(store.get("volumes", {})) for name, store in pve.storages.items()}
+                for key, pve in self.pves.items()}
+
+    def op_requests(self, last: int = 50) -> list[str]:
+        seen = [f"{key} {r[0]} {r[1]}" for key, pve in self.pves.items() for r in pve.requests[-last:]]
+        return seen[-last:]
 
     def op_storage_content(self, storage: str, content: str) -> None:
         for pve in self.pves.values():

@@ -16,6 +16,7 @@ import secrets
 import uuid
 from dataclasses import dataclass, field
 
+from fakepve.lxc import format_size
 from fakepve.model import PveError, TaskError
 from fakepve.server import USER, FakePve, ok
 
@@ -50,7 +51,14 @@ class SimPve(FakePve):
     - `download-url` accepts Sys.AccessNetwork on /nodes/<node> in place of Sys.Audit +
       Sys.Modify on / (PVE 8.1 and later; fakepve checks the older rule only);
     - each host has network interfaces: a VM whose bridge is missing fails to start with PVE's
-      words (qemu-server, at start), and GET /nodes/<node>/network lists what is there.
+      words (qemu-server, at start), and GET /nodes/<node>/network lists what is there;
+    - a cloud-init drive's volume is `vm-<id>-cloudinit` (qemu-server names it so, and the
+      provider finds the drive by that name; fakepve names it like any disk, vm-<id>-disk-<n>);
+    - a disk made with `import-from` holds the imported image: the source must exist, the disk
+      takes its size, and `import-from` is not kept in the config (fakepve ignored it);
+    - `PUT .../resize` grows the disk (fakepve answered it from its catch-all and kept the size);
+    - a path with a trailing slash is the same path (the provider deletes a VM with
+      `DELETE .../qemu/<id>/`; fakepve answered that from its catch-all and kept the VM).
     """
 
     def __init__(self, *args, **kwargs):
@@ -101,12 +109,82 @@ class SimPve(FakePve):
         finally:
             self._download_node = None
 
+    # --- disks ---------------------------------------------------------------------------------
+
+    def _qm_new_drive(self, vmid, key, value, default):
+        volume, _, options = str(value).partition(",")
+        props = dict(kv.split("=", 1) for kv in options.split(",") if "=" in kv)
+        source = props.pop("import-from", None)
+        if source is not None:
+            sid, _, name = source.partition(":")
+            found = self.storages.get(sid, {}).get("volumes", {}).get(name)
+            if found is None:
+                raise PveError(400, "Parameter verification failed.",
+                               {key: f"volume '{source}' does not exist"})
+            value = ",".join([volume, *(f"{k}={v}" for k, v in props.items())])
+        made, volids = super()._qm_new_drive(vmid, key, value, default)
+        if volume.endswith(":cloudinit") and volids:
+            store = self.storages[volids[0].partition(":")[0]]
+            old = volids[0].partition(":")[2]
+            store["volumes"][f"vm-{vmid}-cloudinit"] = store["volumes"].pop(old)
+            named = f"{volids[0].partition(':')[0]}:vm-{vmid}-cloudinit"
+            return made.replace(volids[0], named), [named]
+        if source is not None and volids:
+            size = int(found.get("size") or 0)
+            store = self.storages[volids[0].partition(":")[0]]
+            store["volumes"][volids[0].partition(":")[2]]["size"] = size
+            made = ",".join(f"size={format_size(size)}" if part.startswith("size=") else part
+                            for part in made.split(","))
+        return made, volids
+
+    async def _resize(self, request, node: str, vmid: str):
+        """PUT /nodes/<node>/qemu/<id>/resize: the disk grows to `size` (or by `+size`); as PVE, a
+        smaller size is refused, and it needs VM.Config.Disk."""
+        from fakepve.lxc import SIZE_UNITS
+        from fakepve.server import params
+
+        vm = self.find(node, vmid)
+        self.require(request[USER], f"/vms/{vm.vmid}", "VM.Config.Disk")
+        p = await params(request)
+        disk, want = p.get("disk", ""), str(p.get("size", ""))
+        if disk not in vm.config:
+            raise PveError(400, "Parameter verification failed.", {"disk": f"no disk '{disk}'"})
+        parts = str(vm.config[disk]).split(",")
+        sid, _, name = parts[0].partition(":")
+        volume = self.storages[sid]["volumes"][name]
+
+        def size_of(text: str) -> int:
+            unit = text[-1] if text[-1] in SIZE_UNITS else ""
+            return int(float(text[:-1] if unit else text) * (SIZE_UNITS[unit] if unit else 1))
+
+        now = int(volume.get("size") or 0)
+        new = now + size_of(want[1:]) if want.startswith("+") else size_of(want)
+        if new < now:
+            raise PveError(500, "shrinking disks is not supported")
+
+        async def body():
+            volume["size"] = new
+            vm.config[disk] = ",".join([p for p in parts if not p.startswith("size=")] + [f"size={format_size(new)}"])
+        return ok(await self.task(node, "resize", vm.vmid, request[USER], body, vm=vm))
+
     # --- network -----------------------------------------------------------------------------
 
     async def _generic(self, request):
+        path = request.rel_url.path
+        if len(path) > 1 and path.endswith("/"):
+            # PVE's router ignores the trailing slash: answer as the path without it would be.
+            clone = request.clone(rel_url=request.rel_url.with_path(path.rstrip("/")).with_query(request.rel_url.query))
+            match = await request.app.router.resolve(clone)
+            if "tail" not in match:
+                clone._match_info = match  # what aiohttp's own dispatch sets (aiohttp 3.14)
+                clone._read_bytes = request._read_bytes  # the body the middleware already read
+                match.add_app(request.app)
+                return await match.handler(clone)
         tail = request.match_info.get("tail", "").strip("/").split("/")
         if request.method == "GET" and len(tail) == 3 and tail[0] == "nodes" and tail[2] == "network":
             return await self._network_list(request, tail[1])
+        if request.method == "PUT" and len(tail) == 5 and tail[2] == "qemu" and tail[4] == "resize":
+            return await self._resize(request, tail[1], tail[3])
         return await super()._generic(request)
 
     async def _network_list(self, request, node: str):

@@ -52,18 +52,22 @@ def sim_config(mode: str, apis: list[simpve.Api]) -> dict[str, Any]:
 class Sim(Lab):
     """A sim stack: its PVE daemon, its LAN (bastion and backend servers) and its engine runs."""
 
-    def __init__(self, mode: str = "cluster", config: dict[str, Any] | None = None, log=print):
+    def __init__(self, mode: str = "cluster", config: dict[str, Any] | None = None, log=print,
+                 stack: str | None = None):
         if mode not in MODES:
             raise LabError(f"no sim mode {mode!r} ({', '.join(MODES)})")
         self.mode = mode
-        state_dir = labctl.LAB_ROOT / "stacks" / MODES[mode]
-        self.pve_dir = state_dir / "pve"
+        stack = stack or MODES[mode]  # the tests' stacks have names of their own
+        self.pve_dir = labctl.LAB_ROOT / "stacks" / stack / "pve"
         self.apis = self._apis()
-        super().__init__(MODES[mode], config={**sim_config(mode, self.apis), **(config or {})}, log=log)
+        super().__init__(stack, config={**sim_config(mode, self.apis), **(config or {})}, log=log)
         self.engine_env = {"SSL_CERT_FILE": str(self.pve_dir / "ca.pem")}
+
+    def configure(self, overrides: dict[str, Any] | None = None) -> None:
         # The operator key cloud-init installs for root: the lab's key for this stack.
         self.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.base_config.setdefault(f"{PROJECT}:sshPublicKey", self._ssh_key().with_suffix(".pub").read_text().strip())
+        super().configure(overrides)
 
     # --- the PVE -------------------------------------------------------------------------------
 

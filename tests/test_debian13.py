@@ -1,5 +1,5 @@
-"""Rendered files are accepted by Debian 13's HAProxy 3.0 and keepalived 2.3, the series production's
-Alpine 3.21 runs (this machine's Debian 12 has 2.6 and 2.2), chrooted into the cached Debian 13 root.
+"""Rendered files are accepted by Debian 13's HAProxy 3.0 and keepalived 2.3, the series Alpine
+3.21 shipped (this machine's Debian 12 has 2.6 and 2.2), chrooted into the cached Debian 13 root.
 
 The root is built on first use (about 30-40 s); tests that need it need root and skip otherwise.
 """

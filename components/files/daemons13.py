@@ -1,8 +1,9 @@
-"""A cached minimal Debian 13 root holding HAProxy 3.0 and keepalived 2.3, the versions production runs.
+"""A cached minimal Debian 13 root holding HAProxy 3.0 and keepalived 2.3, a newer series than this machine's.
 
-Production is Alpine 3.21 (HAProxy 3.0, keepalived 2.3) while this machine and the lab run Debian 12's
+Production ran Alpine 3.21 (HAProxy 3.0, keepalived 2.3) and now runs Alpine 3.24 by default (its versions
+could not be read here: no aports tree of that branch was available) while this machine and the lab run Debian 12's
 2.6 and 2.2, so a config could pass here and be refused there (new keywords, removed ones, stricter
-checks). Debian 13 ships the same upstream series, so its binaries, run in a chroot, judge the rendered
+checks). Debian 13 ships 3.21's upstream series, so its binaries, run in a chroot, judge the rendered
 files as production would. The root is made once with `debootstrap --variant=minbase` from the Debian
 archive this machine's apt already uses, built in a temporary sibling folder and renamed into place
 only when complete (with a stamp file), so a half-built root is never used.

@@ -1,8 +1,8 @@
 """Check rendered files with the real daemons (`haproxy -c`, `keepalived -t`) when installed.
 
 The daemons that judge can be this machine's own (Debian 12: HAProxy 2.6, keepalived 2.2) or those
-of the Debian 13 root (HAProxy 3.0, keepalived 2.3, the series production's Alpine 3.21 runs), run by
-chroot. Each result's tool label names the version that judged it.
+of the Debian 13 root (HAProxy 3.0, keepalived 2.3: the series Alpine 3.21 shipped; the default Alpine
+3.24's own versions could not be read here), run by chroot. Each result's tool label names the version that judged it.
 """
 
 from __future__ import annotations

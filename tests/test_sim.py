@@ -1,0 +1,203 @@
+"""The production path under the real engine: a prod-shaped stack through the real Proxmox
+provider (pulumi-resource-proxmoxve 8.3.0) against fakepve, whose VMs boot as lab nodes
+(sim/). One `pulumi up` takes the empty PVE to a serving VIP; the next preview is empty."""
+
+from __future__ import annotations
+
+import subprocess
+import uuid
+
+import pytest
+
+from components.config.errors import ConfigError
+from components.config.proxmox import REQUIRED_PRIVILEGES, resolve
+from components.config.schema import load_stack
+from components.model.model import Secrets, build_cluster
+from components.pve import preflight
+from lab import labctl, tlsca
+from lab.kit import probe
+from lab.stack import LabError
+from sim.stack import Sim
+from tests.lab_support import needs_lab
+
+pytestmark = needs_lab
+NODES = {"k3s-lb-01": "r730", "k3s-lb-02": "r630", "k3s-lb-03": "r420"}
+
+
+def new_sim(mode: str) -> Sim:
+    return Sim(mode, stack=f"t{mode[:4]}{uuid.uuid4().hex[:6]}", log=lambda line: None)
+
+
+def torn_down(sim: Sim) -> None:
+    """`down` leaves nothing: no namespaces, no PVE daemon, no state folder."""
+    sim.down()
+    assert not labctl.namespaces(sim.prefix)
+    assert sim.daemon_pid() is None
+    assert not sim.state_dir.exists()
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    sim = new_sim("cluster")
+    try:
+        yield sim
+    finally:
+        torn_down(sim)
+
+
+@pytest.fixture(scope="module")
+def standalone():
+    sim = new_sim("standalone")
+    try:
+        yield sim
+    finally:
+        torn_down(sim)
+
+
+def client(sim: Sim, *argv: str) -> str:
+    return subprocess.run(["ip", "netns", "exec", sim.ns("cl"), *argv], capture_output=True, text=True,
+                          timeout=30).stdout
+
+
+def serves(sim: Sim) -> None:
+    """What a user checks: HTTP and HTTPS through the VIP, from the LAN."""
+    vip = sim.outputs()["vip"]
+    assert client(sim, "curl", "-s", "-m", "5", f"http://{vip}:5000/").startswith("backend 192.0.2.2")
+    host = f"www.{tlsca.DOMAIN}"
+    code = client(sim, "curl", "-s", "-m", "5", "-o", "/dev/null", "-w", "%{http_code}", "--cacert",
+                  str(tlsca.ca_paths(sim.tls_dir)[0]), "--resolve", f"{host}:443:{vip}", f"https://{host}/")
+    assert code == "200"
+
+
+def booted_as_their_vms(sim: Sim) -> None:
+    """Each VM is on its host, running, and its node answers SSH under the VM's name at the
+    address cloud-init was given."""
+    vms = sim.vms()
+    assert {name: vm["node"] for name, vm in vms.items()} == NODES
+    assert {vm["status"] for vm in vms.values()} == {"running"}
+    nodes = sim.outputs()["nodes"]
+    for name, vm in vms.items():
+        assert f"ip={nodes[name]}/24" in vm["config"]["ipconfig0"]
+        hostname = subprocess.run([*sim.ssh_argv(nodes[name]), "hostname"], capture_output=True, text=True,
+                                  timeout=30).stdout.strip()
+        assert hostname == name
+
+
+def test_one_up_takes_an_empty_pve_to_a_serving_vip(cluster):
+    cluster.configure()
+    assert cluster.vms() == {}
+    cluster.up()
+    booted_as_their_vms(cluster)
+    serves(cluster)
+    # The provider verified PVE's certificate: the stack sets no `insecure`.
+    assert not any("insecure" in key for key in cluster.base_config)
+
+
+def test_the_next_preview_is_empty(cluster):
+    cluster.preview(expect_no_changes=True)  # refresh on, as Pulumi.yaml asks
+
+
+def test_the_provider_refuses_a_pve_certificate_it_cannot_verify(cluster, tmp_path):
+    other = tmp_path / "other-ca.pem"
+    other.write_text(tlsca.ensure_ca(tmp_path / "other", "other")[0])
+    saved = cluster.engine_env["SSL_CERT_FILE"]
+    cluster.engine_env["SSL_CERT_FILE"] = str(other)
+    try:
+        with pytest.raises(LabError, match="certificate"):
+            cluster.preview()
+    finally:
+        cluster.engine_env["SSL_CERT_FILE"] = saved
+
+
+def declared(sim: Sim) -> list[str]:
+    """The resources the state holds (a refresh, which `up` runs first, may rewrite their inputs)."""
+    return sorted(r["urn"] for r in sim.resources())
+
+
+def test_a_privilege_taken_from_the_token_is_named_before_anything_changes(cluster):
+    before, vms = declared(cluster), cluster.vms()
+    cluster.control("revoke", privilege="VM.Config.Memory")
+    try:
+        with pytest.raises(LabError, match=r"proxmoxve:apiToken: the token lacks VM.Config.Memory on /vms"):
+            cluster.up()
+    finally:
+        cluster.control("restore_role")
+    assert declared(cluster) == before and cluster.vms() == vms
+
+
+@pytest.mark.parametrize("privilege", REQUIRED_PRIVILEGES)
+def test_each_privilege_of_the_documented_role_is_checked(cluster, privilege, monkeypatch):
+    """The preflight, against the sim's PVE API over verified TLS, with one privilege of the
+    role taken from the token (its user keeps it: PVE intersects the two)."""
+    monkeypatch.setenv("SSL_CERT_FILE", cluster.engine_env["SSL_CERT_FILE"])
+    plain = {k: v for k, v in cluster.base_config.items() if k.startswith("haproxy-ha:")}
+    spec = load_stack(cluster.base_config)
+    bundles = tlsca.lab_certificates(cluster.tls_dir, cluster.stack, cluster.base_config)
+    built = build_cluster(cluster.stack, plain, Secrets("x" * 8, tls_bundles=bundles))
+    access = resolve(spec, {"endpoint": cluster.base_config["proxmoxve:endpoint"]}, cluster.apis[0].token, {})
+    preflight.check(built, access)  # the whole role: nothing to say
+    cluster.control("revoke", privilege=privilege)
+    try:
+        with pytest.raises(ConfigError, match=f"the token lacks {privilege} on /"):
+            preflight.check(built, access)
+    finally:
+        cluster.control("restore_role")
+
+
+def test_a_vm_deleted_behind_pulumis_back_is_recreated_and_provisioned(cluster):
+    node_ns = cluster.node_ns(cluster.outputs()["nodes"]["k3s-lb-02"])
+    cluster.control("vm", name="k3s-lb-02", action="delete")
+    probe.wait_for(lambda: node_ns not in labctl.namespaces(cluster.prefix), 15)
+    # The refresh finds it gone: the VM is created again, and every step of its node runs again.
+    ops = cluster.preview().ops()
+    assert ops["haproxy-ha-pve-k3s-lb-02"] == "create"
+    assert ops["haproxy-ha-k3s-lb-02-bootstrap"] in ("create", "replace", "create-replacement")
+    cluster.up()
+    booted_as_their_vms(cluster)
+    serves(cluster)
+    cluster.preview(expect_no_changes=True)
+
+
+PRECONDITIONS = [
+    ("storage_content", {"storage": "local", "content": "iso,vztmpl,backup"},
+     {"storage": "local", "content": "iso,vztmpl,backup,import"},
+     r"haproxy-ha:vm.imageDatastore: storage 'local' on host r\d+ does not take content type 'import'"),
+    ("bridge", {"host": "r630", "bridge": "vmbr0", "present": False},
+     {"host": "r630", "bridge": "vmbr0", "present": True},
+     r"haproxy-ha:vm.bridge: host r630 has no bridge 'vmbr0'"),
+    ("online", {"host": "r420", "online": False}, {"host": "r420", "online": True},
+     r"haproxy-ha:cluster.nodes\[2\].host: host r420 is offline"),
+]
+
+
+@pytest.mark.parametrize("op, fault, undo, said", PRECONDITIONS, ids=[p[0] for p in PRECONDITIONS])
+def test_a_missing_precondition_is_named_and_nothing_is_made(standalone, op, fault, undo, said):
+    standalone.configure()
+    standalone.control(op, **fault)
+    try:
+        with pytest.raises(LabError, match=said):
+            standalone.up()
+    finally:
+        standalone.control(op, **undo)
+    assert standalone.vms() == {}
+    assert not any(vols for api in standalone.control("volumes").values() for vols in api.values())
+
+
+def test_a_vm_id_in_use_is_named_and_nothing_is_made(standalone):
+    standalone.configure()
+    standalone.control("add_vm", host="r630", vmid=201, name="someone-elses")
+    try:
+        with pytest.raises(LabError, match=r"haproxy-ha:vm.vmIdBase: VM id 201 \(for k3s-lb-02\) is taken on host "
+                                           r"r630 by 'someone-elses'"):
+            standalone.up({"haproxy-ha:vm": {**standalone.base_config["haproxy-ha:vm"], "vmIdBase": 200}})
+    finally:
+        standalone.control("vm", name="someone-elses", action="delete")
+    assert standalone.vms() == {}
+
+
+def test_standalone_hosts_each_with_their_own_api_serve_too(standalone):
+    assert len({a.port for a in standalone.apis}) == 3
+    standalone.up()
+    booted_as_their_vms(standalone)
+    serves(standalone)
+    standalone.preview(expect_no_changes=True)
