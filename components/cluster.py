@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import pulumi
 
 from .config.tls import ticket_keys
 from .machines import Machine
+from .model.model import Node
 from .node import HaNode, HaNodeArgs
 from .seed import SecretSeed
 from .settings import Settings
@@ -18,22 +20,26 @@ class HaClusterArgs:
     settings: Settings
 
 
-def _machines(
-    name: str, settings: Settings, parent: pulumi.Resource
-) -> tuple[dict[str, Machine], tuple[pulumi.Resource, ...]]:
-    """The node hosts, and what must exist before HAProxy routes to its backends."""
+MachineFor = Callable[[Node, Sequence[pulumi.Resource]], Machine]
+
+
+def _machines(name: str, settings: Settings, parent: pulumi.Resource) -> tuple[MachineFor, tuple, Callable]:
+    """Where each node runs: a function giving a node's machine, changed only after the given
+    resources (the previous node ready again); what must exist before HAProxy routes to its
+    backends; and what to call once every machine is declared."""
     cluster = settings.cluster
     opts = pulumi.ResourceOptions(parent=parent)
     if cluster.spec.platform == "lab":
         from .labnode import LabNodes, LabNodesArgs
 
         lab = LabNodes(f"{name}-lab", LabNodesArgs(cluster), opts)
-        return lab.machines, lab.backends
+        # A lab node is a namespace: nothing about it changes in place, so nothing to chain.
+        return (lambda node, after: lab.machines[node.name]), lab.backends, lambda: None
     from .vm import ProxmoxVms, ProxmoxVmsArgs
 
     assert settings.pve is not None  # load_settings resolves it on platform proxmox
     vms = ProxmoxVms(f"{name}-pve", ProxmoxVmsArgs(cluster, settings.pve), opts)
-    return vms.machines, ()
+    return vms.machine, (), vms.done
 
 
 class HaCluster(pulumi.ComponentResource):
@@ -43,7 +49,7 @@ class HaCluster(pulumi.ComponentResource):
     def __init__(self, name: str, args: HaClusterArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("haproxy-ha:index:HaCluster", name, None, opts)
         cluster = args.settings.cluster
-        machines, backends_ready = _machines(name, args.settings, self)
+        machine_for, backends_ready, machines_done = _machines(name, args.settings, self)
         for warning in cluster.warnings:
             pulumi.log.warn(warning, resource=self)
         seed = keys = None
@@ -56,12 +62,13 @@ class HaCluster(pulumi.ComponentResource):
         self.nodes: dict[str, HaNode] = {}
         previous: HaNode | None = None
         for node in cluster.rollout_order:
+            machine = machine_for(node, (previous.ready,) if previous else ())
             previous = HaNode(
                 f"{name}-{node.name}",
                 HaNodeArgs(
                     cluster=cluster,
                     node=node,
-                    machine=machines[node.name],
+                    machine=machine,
                     private_key=args.settings.ssh_private_key,
                     after=previous.applies if previous else (),
                     backends_ready=backends_ready,
@@ -71,6 +78,7 @@ class HaCluster(pulumi.ComponentResource):
                 pulumi.ResourceOptions(parent=self),
             )
             self.nodes[node.name] = previous
+        machines_done()
         # Each node's live state, first read once the whole rollout is done (it reports the
         # cluster as it settled), node by node in rolling order: drift is restored in that order.
         rollout_done = previous.applies if previous else ()

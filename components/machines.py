@@ -19,6 +19,9 @@ class Machine:
     # What changes exactly when the machine is a new one (the steps' trigger). PVE gives a VM
     # made again the lowest free id, often the old one's, so the id alone would not say so.
     identity: pulumi.Input[str] | None = None
+    # What the machine is asked to be (a VM's size and image): when it changes, the node's
+    # `ready` gate runs again after the change, before the next node's machine is touched.
+    settings: str = ""
 
     @property
     def instance(self) -> pulumi.Input[str]:

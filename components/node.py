@@ -132,6 +132,16 @@ class HaNode(pulumi.ComponentResource):
                 )
             )
         self.applies = tuple(applies)
+        # Healthy again after a change to its machine (a reboot for a new size, a new VM): the
+        # next node's machine waits for this. Runs again exactly when the machine changes.
+        self.ready = commands.on_node(
+            f"{name}-ready",
+            connection=connection(machine.dial_error_limit),
+            triggers=[*triggers, machine.settings],
+            create="sh -s",
+            stdin=scripts["ready.sh"],
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[machine.resource, *applies]),
+        )
         self._state_props = node_state_props(cluster, node, files, stdin_of, scripts, machine, args.private_key,
                                              self.host_key)
         self._name = name

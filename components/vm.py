@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -11,7 +13,7 @@ from pulumi_proxmoxve import download
 
 from .config.proxmox import DEFAULT, PveAccess
 from .machines import Machine
-from .model.model import Cluster
+from .model.model import Cluster, Node, content_hash
 
 
 @dataclass(frozen=True)
@@ -128,30 +130,47 @@ class ProxmoxVms(pulumi.ComponentResource):
                 overwrite=False,
                 opts=child(host),
             )
+        self.images = images
+        self._child = child
+        self._cluster = cluster
+        self._name = name
         self.vms: dict[str, proxmoxve.VmLegacy] = {}
         self.machines = {}
-        for node in cluster.nodes:
-            resource = proxmoxve.VmLegacy(
-                f"{name}-{node.name}",
-                **vm_args(cluster, node.index, images[node.host].id),
-                opts=pulumi.ResourceOptions.merge(
-                    child(node.host),
-                    pulumi.ResourceOptions(
-                        # PVE fills in the MAC addresses after creation: not ours to diff. The
-                        # disk's `speed` limits we never set: the provider's schema defaults them
-                        # to a block of zeros, while its read reports no block for a disk PVE
-                        # stores without limits (bpg 0.111.1, vm/disk schema.go and disk.go), so
-                        # every preview would otherwise propose to add it.
-                        ignore_changes=["macAddresses", "networkDevices[0].macAddress", "disks[0].speed"],
-                    ),
+
+    def machine(self, node: Node, after: Sequence[pulumi.Resource]) -> Machine:
+        """The node's VM, changed only after `after` (the previous node, in rolling order, ready
+        again): a new size reboots one VM at a time, a new image replaces one at a time."""
+        cluster, name = self._cluster, self._name
+        resource = proxmoxve.VmLegacy(
+            f"{name}-{node.name}",
+            **vm_args(cluster, node.index, self.images[node.host].id),
+            opts=pulumi.ResourceOptions.merge(
+                self._child(node.host),
+                pulumi.ResourceOptions(
+                    depends_on=list(after),
+                    # The new VM takes the old one's address: the old one goes first.
+                    delete_before_replace=True,
+                    # PVE fills in the MAC addresses after creation: not ours to diff. The
+                    # disk's `speed` limits we never set: the provider's schema defaults them
+                    # to a block of zeros, while its read reports no block for a disk PVE
+                    # stores without limits (bpg 0.111.1, vm/disk schema.go and disk.go), so
+                    # every preview would otherwise propose to add it.
+                    ignore_changes=["macAddresses", "networkDevices[0].macAddress", "disks[0].speed"],
                 ),
-            )
-            self.vms[node.name] = resource
-            # A VM made again (deleted behind Pulumi's back, or replaced) may get its old id back
-            # from PVE; its MAC address, chosen by PVE at creation, is new every time.
-            # (`mac_addresses` is the guest agent's report; the device's own MAC is in its config.)
-            identity = pulumi.Output.all(resource.id, resource.network_devices).apply(
-                lambda a: f"{a[0]}/{','.join(_mac(d) for d in a[1] or [])}")
-            self.machines[node.name] = Machine(str(node.address.ip), 22, resource, dial_error_limit=100,
-                                               identity=identity)
+            ),
+        )
+        self.vms[node.name] = resource
+        # A VM made again (deleted behind Pulumi's back, or replaced) may get its old id back
+        # from PVE; its MAC address, chosen by PVE at creation, is new every time.
+        # (`mac_addresses` is the guest agent's report; the device's own MAC is in its config.)
+        identity = pulumi.Output.all(resource.id, resource.network_devices).apply(
+            lambda a: f"{a[0]}/{','.join(_mac(d) for d in a[1] or [])}")
+        vm = cluster.spec.vm
+        settings = content_hash(json.dumps(vm.model_dump(mode="json", by_alias=True), sort_keys=True))
+        machine = Machine(str(node.address.ip), 22, resource, dial_error_limit=100, identity=identity,
+                          settings=settings)
+        self.machines[node.name] = machine
+        return machine
+
+    def done(self) -> None:
         self.register_outputs({"vmIds": {n: v.vm_id for n, v in self.vms.items()}})

@@ -9,6 +9,7 @@ Called by the program's local Steps (components/labnode.py; stdlib only, runs wi
     python3 -m lab.labctl node-down PREFIX INDEX NAME
     python3 -m lab.labctl web-down  PREFIX INDEX
     python3 -m lab.labctl node-reboot PREFIX INDEX NAME   (every process ends, /run empties, boot)
+    python3 -m lab.labctl node-halt PREFIX INDEX NAME     (every process ends; boots again with node-reboot)
     python3 -m lab.labctl net-down PREFIX        (also ends every process in PREFIX's namespaces)
 
 Nothing here touches the host's own network, /etc/ssh, /root/.ssh or services: every link is
@@ -331,6 +332,13 @@ def node_reboot(prefix: str, index: str, name: str) -> None:
     print(f"lab node {name}: rebooted")
 
 
+def node_halt(prefix: str, index: str, name: str) -> None:
+    """Powered off: every process of the node ends at once; its namespace, interface and files
+    stay, so `node-reboot` boots it again from the same disk (the sim's VM stop and start)."""
+    kill_namespace_processes(netns(prefix, f"n{index}"))
+    print(f"lab node {name}: halted")
+
+
 def listening(ns: str, port: int) -> bool:
     """A TCP socket listens on `port` in namespace `ns`."""
     return bool(sh("ip", "netns", "exec", ns, "ss", "-Hltn", f"sport = :{port}", capture=True, check=False).strip())
@@ -358,7 +366,7 @@ def node_down(prefix: str, index: str, name: str) -> None:
 
 COMMANDS = {
     "net-up": net_up, "net-down": net_down, "node-up": node_up, "node-down": node_down,
-    "node-reboot": node_reboot,
+    "node-reboot": node_reboot, "node-halt": node_halt,
 }
 
 

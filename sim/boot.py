@@ -8,6 +8,7 @@ import ipaddress
 import shlex
 import subprocess
 import sys
+import threading
 import time
 import urllib.parse
 from dataclasses import dataclass
@@ -67,29 +68,75 @@ def reboot(prefix: str, guest: Guest) -> None:
     labctl("node-reboot", prefix, guest.slot, guest.name)
 
 
+def halt(prefix: str, guest: Guest) -> None:
+    labctl("node-halt", prefix, guest.slot, guest.name)
+
+
+@dataclass
+class Booted:
+    """A VM's lab node: what it was made from, the VM start it belongs to, whether it runs."""
+
+    guest: Guest
+    started_at: float
+    running: bool = True
+
+
 class Booter:
-    """Keeps the lab nodes in step with the VMs: called with every VM's (api, vmid, status,
-    started_at, config) on each tick, it boots, reboots and stops nodes to match."""
+    """Keeps the lab nodes in step with the VMs. PVE's stop, shutdown, reboot and reset tasks
+    call `halt` or `restart` before they end (a stopped VM's guest is gone when the task says
+    so); `step`, on every tick, boots the VMs that started (after BOOT_SECONDS, from their own
+    disk when they ran before) and removes the nodes of deleted VMs."""
 
     def __init__(self, prefix: str, log):
         self.prefix = prefix
         self.log = log
-        # (api, vmid) -> (started_at, guest) of each node that runs
-        self.running: dict[tuple[str, int], tuple[float, Guest]] = {}
+        self.nodes: dict[tuple[str, int], Booted] = {}
         # (api, vmid) -> (started_at, when its sshd may answer) of each VM still booting
         self.booting: dict[tuple[str, int], tuple[float, float]] = {}
+        self.lock = threading.Lock()
+
+    def _run(self, what, guest: Guest) -> None:
+        try:
+            what(self.prefix, guest)
+        except RuntimeError as exc:
+            self.log(str(exc))
+
+    def halt(self, api: str, vmid: int) -> None:
+        with self.lock:
+            node = self.nodes.get((api, vmid))
+            if node is not None and node.running:
+                self.log(f"VM {vmid} ({node.guest.name}) stopped: its node halts")
+                self._run(halt, node.guest)
+                node.running = False
+
+    def restart(self, api: str, vmid: int, started_at: float) -> None:
+        """A reboot or reset: the node reboots now, before PVE's task ends."""
+        with self.lock:
+            node = self.nodes.get((api, vmid))
+            if node is None:
+                return
+            self.log(f"VM {vmid} ({node.guest.name}) restarted: its node reboots")
+            self._run(reboot, node.guest)
+            node.started_at, node.running = started_at, True
 
     def step(self, vms: list[tuple[str, int, str, float | None, dict]]) -> None:
-        seen = set()
+        with self.lock:
+            self._step(vms)
+
+    def _step(self, vms: list[tuple[str, int, str, float | None, dict]]) -> None:
         now = time.monotonic()
+        present = {(api, vmid) for api, vmid, *_ in vms}
         for api, vmid, status, started_at, config in vms:
-            key = (api, vmid)
+            key, started_at = (api, vmid), started_at or 0.0
+            node = self.nodes.get(key)
             if status != "running":
+                if node is not None and node.running:  # stopped without a task (or missed one)
+                    self.log(f"VM {vmid} ({node.guest.name}) is stopped: its node halts")
+                    self._run(halt, node.guest)
+                    node.running = False
+                self.booting.pop(key, None)
                 continue
-            seen.add(key)
-            started_at = started_at or 0.0
-            have = self.running.get(key)
-            if have and have[0] == started_at:
+            if node is not None and node.running and node.started_at == started_at:
                 continue
             if self.booting.get(key, (None,))[0] != started_at:
                 self.booting[key] = (started_at, now + BOOT_SECONDS)
@@ -100,27 +147,18 @@ class Booter:
             guest = guest_of(config)
             if guest is None:
                 self.log(f"VM {vmid} runs without a static ipconfig0: no lab node for it")
-                self.running[key] = (started_at, Guest("", "0.0.0.0/32", "", ""))
                 continue
-            try:
-                if have and have[1] == guest:
-                    self.log(f"VM {vmid} ({guest.name}) restarted: rebooting its node")
-                    reboot(self.prefix, guest)
-                else:
-                    if have and have[1].name:
-                        down(self.prefix, have[1])
-                    up(self.prefix, guest)
-                    self.log(f"VM {vmid} ({guest.name}) up at {guest.address}")
-                self.running[key] = (started_at, guest)
-            except RuntimeError as exc:
-                self.log(str(exc))
-        for key in [k for k in self.booting if k not in seen]:
+            if node is not None and node.guest == guest:
+                self._run(reboot, guest)  # boots from its own disk
+            else:
+                if node is not None:
+                    self._run(down, node.guest)
+                self._run(up, guest)
+            self.nodes[key] = Booted(guest, started_at)
+            self.log(f"VM {vmid} ({guest.name}) up at {guest.address}")
+        for key in [k for k in self.booting if k not in present]:
             del self.booting[key]
-        for key in [k for k in self.running if k not in seen]:
-            _, guest = self.running.pop(key)
-            if guest.name:
-                self.log(f"VM {key[1]} ({guest.name}) stopped or deleted: its node goes down")
-                try:
-                    down(self.prefix, guest)
-                except RuntimeError as exc:
-                    self.log(str(exc))
+        for key in [k for k in self.nodes if k not in present]:
+            node = self.nodes.pop(key)
+            self.log(f"VM {key[1]} ({node.guest.name}) deleted: its node goes")
+            self._run(down, node.guest)

@@ -56,6 +56,14 @@ async def serve(state: Path) -> None:
         pves[api.key] = pve
         log(f"PVE {api.key} ({', '.join(api.hosts)}) on {pve.url}")
     booter = Booter(spec["prefix"], log)
+    for key, pve in pves.items():
+        async def restarted(vm, key=key):
+            await asyncio.to_thread(booter.restart, key, vm.vmid, vm.started_at or 0.0)
+
+        async def stopped(vm, key=key):
+            if vm.status == "stopped":
+                await asyncio.to_thread(booter.halt, key, vm.vmid)
+        pve.on_restart, pve.on_stop = restarted, stopped
     faults = Faults(pves, log)
     server = await asyncio.start_unix_server(faults.handle, path=str(state / "control.sock"))
     (state / "ready").write_text(str(os.getpid()))

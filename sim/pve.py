@@ -65,6 +65,23 @@ class SimPve(FakePve):
         super().__init__(*args, **kwargs)
         self.bridges: dict[str, set[str]] = {}
         self._download_node: str | None = None
+        # Awaited inside a reboot or reset task once the VM runs again, and inside a stop or
+        # shutdown task once it is stopped: the sim reboots or halts the VM's node there, so the
+        # task ends (as PVE's does) with the old guest gone.
+        self.on_restart = None
+        self.on_stop = None
+
+    async def task(self, node, ttype, tid, user, body, vm=None, lock=True, log=()):
+        hook = {"qmreboot": self.on_restart, "qmreset": self.on_restart,
+                "qmstop": self.on_stop, "qmshutdown": self.on_stop}.get(ttype)
+        if hook is not None and vm is not None:
+            inner = body
+
+            async def body():
+                note = await inner()
+                await hook(vm)
+                return note
+        return await super().task(node, ttype, tid, user, body, vm=vm, lock=lock, log=log)
 
     # --- privileges --------------------------------------------------------------------------
 

@@ -158,6 +158,38 @@ def test_a_vm_deleted_behind_pulumis_back_is_recreated_and_provisioned(cluster):
     cluster.preview(expect_no_changes=True)
 
 
+def power_cycles(sim: Sim) -> list[tuple[str, str]]:
+    """What the sim's PVE did to the VMs' nodes, in order: (node, "halted" | "up")."""
+    events = []
+    for line in (sim.pve_dir / "daemon.log").read_text().splitlines():
+        words = line.split()
+        if len(words) > 4 and words[1] == "VM" and words[4] in ("stopped:", "up"):
+            events.append((words[3].strip("()"), "halted" if words[4] == "stopped:" else "up"))
+    return events
+
+
+def test_a_memory_change_reboots_one_vm_at_a_time_backups_first_under_load(cluster):
+    out = cluster.outputs()
+    vm = cluster.base_config["haproxy-ha:vm"]
+    url = f"http://{out['vip']}:5000/"
+    before = len(power_cycles(cluster))
+    with probe.Load(cluster, url, workers=2, interval=0.01, timeout=2) as load:
+        cluster.up({"haproxy-ha:vm": {**vm, "memoryMiB": 768}})
+        said = load.stop()
+    assert {v["memory"] for v in cluster.vms().values()} == {"768"}
+    # Each VM was shut down and started once (the provider's way to apply new memory), in
+    # rolling order (the VIP holder last), each only once the one before was up again (the
+    # `ready` gate): never two nodes down at once.
+    cycles = power_cycles(cluster)[before:]
+    assert cycles == [(name, what) for name in out["rolloutOrder"] for what in ("halted", "up")]
+    # The only outages are the failover the holder's reboot asks for, and its return (preempt).
+    assert said["ok"] > 0 and len(said["outages"]) <= 2, said
+    booted_as_their_vms(cluster)
+    serves(cluster)
+    cluster.preview(config={"haproxy-ha:vm": {**vm, "memoryMiB": 768}}, expect_no_changes=True)
+    cluster.up()  # back to the shipped size for the tests that follow
+
+
 PRECONDITIONS = [
     ("storage_content", {"storage": "local", "content": "iso,vztmpl,backup"},
      {"storage": "local", "content": "iso,vztmpl,backup,import"},

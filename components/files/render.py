@@ -334,10 +334,15 @@ def service_applies(cluster: Cluster, paths: Paths = PATHS,
     return rsyslog, haproxy, watch, keepalived
 
 
+# How long a node may take to serve again after its machine changed (a VM boots, cloud-init runs,
+# OpenRC starts the services).
+READY_SECONDS = 300
+
+
 def render_scripts(
     cluster: Cluster, node: Node, paths: Paths = PATHS, template_dir: Path | None = None
 ) -> dict[str, str]:
-    """The node's provisioning scripts: bootstrap, install, apply-haproxy, apply-keepalived."""
+    """The node's provisioning scripts: bootstrap, install, apply-haproxy, apply-keepalived, ready."""
     env = _environment(template_dir or TEMPLATES)
     base = {"node": node, "paths": paths}
     scripts = {
@@ -350,8 +355,10 @@ def render_scripts(
             apk_repositories=repositories(cluster.spec.vm.image_url),
         ),
     }
-    for svc in service_applies(cluster, paths, template_dir):
+    services = service_applies(cluster, paths, template_dir)
+    for svc in services:
         scripts[f"apply-{svc.name}.sh"] = env.get_template("scripts/apply.sh.j2").render(base, svc=svc)
+    scripts["ready.sh"] = env.get_template("scripts/ready.sh.j2").render(base, services=services, seconds=READY_SECONDS)
     return scripts
 
 
