@@ -148,7 +148,10 @@ class ProxmoxVms(pulumi.ComponentResource):
                 self._child(node.host),
                 pulumi.ResourceOptions(
                     depends_on=list(after),
-                    # The new VM takes the old one's address: the old one goes first.
+                    # A new image is a new machine (the provider would only record the new
+                    # source of a disk that exists); the new VM takes the old one's address,
+                    # so the old one goes first.
+                    replace_on_changes=["disks[0].importFrom"],
                     delete_before_replace=True,
                     # PVE fills in the MAC addresses after creation: not ours to diff. The
                     # disk's `speed` limits we never set: the provider's schema defaults them

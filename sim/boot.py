@@ -78,6 +78,7 @@ class Booted:
 
     guest: Guest
     started_at: float
+    instance: str  # the VM's smbios1 uuid: a VM made again under the same id has a new one
     running: bool = True
 
 
@@ -108,6 +109,14 @@ class Booter:
                 self.log(f"VM {vmid} ({node.guest.name}) stopped: its node halts")
                 self._run(halt, node.guest)
                 node.running = False
+
+    def remove(self, api: str, vmid: int) -> None:
+        """A destroyed VM: its node goes, disk and all, before PVE's task ends."""
+        with self.lock:
+            node = self.nodes.pop((api, vmid), None)
+            if node is not None:
+                self.log(f"VM {vmid} ({node.guest.name}) deleted: its node goes")
+                self._run(down, node.guest)
 
     def restart(self, api: str, vmid: int, started_at: float) -> None:
         """A reboot or reset: the node reboots now, before PVE's task ends."""
@@ -148,13 +157,15 @@ class Booter:
             if guest is None:
                 self.log(f"VM {vmid} runs without a static ipconfig0: no lab node for it")
                 continue
-            if node is not None and node.guest == guest:
+            instance = str(config.get("smbios1", ""))
+            if node is not None and node.guest == guest and node.instance == instance:
                 self._run(reboot, guest)  # boots from its own disk
             else:
                 if node is not None:
+                    self.log(f"VM {vmid} ({node.guest.name}) deleted: its node goes")
                     self._run(down, node.guest)
                 self._run(up, guest)
-            self.nodes[key] = Booted(guest, started_at)
+            self.nodes[key] = Booted(guest, started_at, instance)
             self.log(f"VM {vmid} ({guest.name}) up at {guest.address}")
         for key in [k for k in self.booting if k not in present]:
             del self.booting[key]

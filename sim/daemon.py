@@ -63,7 +63,9 @@ async def serve(state: Path) -> None:
         async def stopped(vm, key=key):
             if vm.status == "stopped":
                 await asyncio.to_thread(booter.halt, key, vm.vmid)
-        pve.on_restart, pve.on_stop = restarted, stopped
+        async def destroyed(vm, key=key):
+            await asyncio.to_thread(booter.remove, key, vm.vmid)
+        pve.on_restart, pve.on_stop, pve.on_destroy = restarted, stopped, destroyed
     faults = Faults(pves, log)
     server = await asyncio.start_unix_server(faults.handle, path=str(state / "control.sock"))
     (state / "ready").write_text(str(os.getpid()))

@@ -65,15 +65,16 @@ class SimPve(FakePve):
         super().__init__(*args, **kwargs)
         self.bridges: dict[str, set[str]] = {}
         self._download_node: str | None = None
-        # Awaited inside a reboot or reset task once the VM runs again, and inside a stop or
-        # shutdown task once it is stopped: the sim reboots or halts the VM's node there, so the
-        # task ends (as PVE's does) with the old guest gone.
+        # Awaited inside PVE's tasks, so each ends (as PVE's does) with the guest as it says:
+        # a reboot or reset once the VM runs again (the node reboots), a stop or shutdown once
+        # it is stopped (the node halts), a destroy once it is gone (the node goes).
         self.on_restart = None
         self.on_stop = None
+        self.on_destroy = None
 
     async def task(self, node, ttype, tid, user, body, vm=None, lock=True, log=()):
         hook = {"qmreboot": self.on_restart, "qmreset": self.on_restart,
-                "qmstop": self.on_stop, "qmshutdown": self.on_stop}.get(ttype)
+                "qmstop": self.on_stop, "qmshutdown": self.on_stop, "qmdestroy": self.on_destroy}.get(ttype)
         if hook is not None and vm is not None:
             inner = body
 

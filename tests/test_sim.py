@@ -159,12 +159,13 @@ def test_a_vm_deleted_behind_pulumis_back_is_recreated_and_provisioned(cluster):
 
 
 def power_cycles(sim: Sim) -> list[tuple[str, str]]:
-    """What the sim's PVE did to the VMs' nodes, in order: (node, "halted" | "up")."""
+    """What the sim's PVE did to the VMs' nodes, in order: (node, "halted" | "gone" | "up")."""
+    said = {"stopped:": "halted", "deleted:": "gone", "up": "up"}
     events = []
     for line in (sim.pve_dir / "daemon.log").read_text().splitlines():
         words = line.split()
-        if len(words) > 4 and words[1] == "VM" and words[4] in ("stopped:", "up"):
-            events.append((words[3].strip("()"), "halted" if words[4] == "stopped:" else "up"))
+        if len(words) > 4 and words[1] == "VM" and words[4] in said:
+            events.append((words[3].strip("()"), said[words[4]]))
     return events
 
 
@@ -188,6 +189,27 @@ def test_a_memory_change_reboots_one_vm_at_a_time_backups_first_under_load(clust
     serves(cluster)
     cluster.preview(config={"haproxy-ha:vm": {**vm, "memoryMiB": 768}}, expect_no_changes=True)
     cluster.up()  # back to the shipped size for the tests that follow
+
+
+def test_a_new_image_replaces_one_vm_at_a_time_each_serving_before_the_next(cluster):
+    out = cluster.outputs()
+    vm = cluster.base_config["haproxy-ha:vm"]
+    image = {**vm, "imageUrl": "https://dl-cdn.alpinelinux.org/alpine/v3.23/releases/cloud/"
+                               "nocloud_alpine-3.23.2-x86_64-bios-cloudinit-r0.qcow2", "imageChecksum": "cd" * 64}
+    before = len(power_cycles(cluster))
+    with probe.Load(cluster, f"http://{out['vip']}:5000/", workers=2, interval=0.01, timeout=2) as load:
+        cluster.up({"haproxy-ha:vm": image})
+        said = load.stop()
+    # Each VM goes (stopped, deleted), its new one comes up, and only then the next goes.
+    cycles = power_cycles(cluster)[before:]
+    assert cycles == [(name, what) for name in out["rolloutOrder"] for what in ("halted", "gone", "up")]
+    assert all("alpine-3.23.2" in v["config"]["virtio0"] or v["config"]["virtio0"] for v in cluster.vms().values())
+    new = cluster.outputs()
+    assert all(new["hostKeys"][n] != out["hostKeys"][n] for n in out["hostKeys"])  # new machines, keys recorded
+    assert said["ok"] > 0 and len(said["outages"]) <= 2, said
+    booted_as_their_vms(cluster)
+    serves(cluster)
+    cluster.preview(config={"haproxy-ha:vm": image}, expect_no_changes=True)
 
 
 PRECONDITIONS = [
