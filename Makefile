@@ -94,4 +94,5 @@ bench: setup
 	$(PY) bench/aa_bench.py
 	$(PY) bench/operator_bench.py
 	$(PY) bench/failover_ms_bench.py
+	$(PY) bench/sim_bench.py
 	$(PY) bench/toolchain_bench.py

@@ -21,7 +21,13 @@ from .config.jsonschema import schema_text
 from .config.reference import SCHEMA_FILE, configuration_page
 from .config.vridcheck import check_vrids, other_stacks
 from .files.daemons13 import DEFAULT_ROOT, ROOT_ENV, RootBuildError, ensure_root
-from .files.render import RenderedFile, placeholder_ticket_keys, render_cluster, render_scripts
+from .files.render import (
+    RenderedFile,
+    haproxy_line_keys,
+    placeholder_ticket_keys,
+    render_cluster,
+    render_scripts,
+)
 from .files.validate import (
     HOST,
     CheckResult,
@@ -72,7 +78,8 @@ def check_file(f: RenderedFile, node_files: tuple[RenderedFile, ...], cluster: C
     files haproxy.cfg names by `haproxy -c` with it. A file nothing checks is a skipped check."""
     scripts = tuple(n for n in node_files if n.name.endswith(".sh"))
     if f.name == "haproxy.cfg":
-        return [check_haproxy(f.text, daemons, node_files) for daemons in daemon_sets]
+        keys = haproxy_line_keys(cluster)  # a raw line HAProxy rejects is named by its key
+        return [check_haproxy(f.text, daemons, node_files, keys) for daemons in daemon_sets]
     if f.name == "keepalived.conf":
         return [check_keepalived(f, scripts, cluster.spec.cluster.interface, daemons) for daemons in daemon_sets]
     if f.name == "rsyslog.conf":

@@ -13,6 +13,7 @@ from .config.errors import PROJECT, ConfigError
 from .config.proxmox import PveAccess, parse_tokens, resolve
 from .config.tls import parse_bundles
 from .config.vridcheck import check_vrids, other_stacks
+from .files.validate import check_raw_lines
 from .model.model import Cluster, Secrets, build_cluster
 from .pve import preflight
 from .stackfile import PROJECT_DIR
@@ -61,6 +62,8 @@ def load_settings(stack: str) -> Settings:
     bundles = parse_bundles(raw.get(f"{PROJECT}:tlsCertificates"))
     cluster = build_cluster(stack, plain, Secrets(stats, vrrp, tls_bundles=bundles))
     check_vrids(cluster.spec, other_stacks(PROJECT_DIR, stack))
+    # A raw HAProxy line HAProxy rejects, named now (where HAProxy is installed), not on a node.
+    check_raw_lines(cluster)
     if cluster.spec.platform == "lab" and not cluster.spec.ssh_public_key:
         raise ConfigError(f"{PROJECT}:sshPublicKey", "required on platform lab (the nodes' authorized key)")
     pve = None

@@ -11,6 +11,8 @@ itself) makes behind Pulumi's back. One JSON request per line, one JSON answer:
     {"op": "time_scale", "value": 1.0}                    PVE seconds -> real seconds (tasks get slow)
     {"op": "latency", "seconds": 0.5, "host": "r630"}     added to every answer (host: only that one's)
     {"op": "backup", "name": "k3s-lb-03", "seconds": 30}  a vzdump holding the VM's lock
+    {"op": "lock", "name": "k3s-lb-02", "lock": "backup"}  the VM's lock set (null clears it), as
+                                                          a backup that runs for as long as a test needs
     {"op": "vm", "name": "k3s-lb-02", "action": "stop" | "reboot" | "delete"}
     {"op": "volumes"}                                     every stored volume: api -> storage -> volume ids
     {"op": "requests", "last": 50}                        the API requests PVE answered, newest last
@@ -133,6 +135,14 @@ class Faults:
     async def op_backup(self, name: str, seconds: float) -> str:
         pve, vm = self._vm(name)
         return await pve.backup(vm.vmid, secs=float(seconds))
+
+    def op_lock(self, name: str, lock: str | None) -> None:
+        _, vm = self._vm(name)
+        vm.lock = lock
+        if lock:
+            vm.config["lock"] = lock
+        else:
+            vm.config.pop("lock", None)
 
     def op_vm(self, name: str, action: str) -> None:
         """What `qm stop`, `qm reboot` or `qm destroy` on the host does, behind Pulumi's back."""

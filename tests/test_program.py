@@ -233,3 +233,13 @@ def test_a_sha512_image_checksum_is_checked_as_sha512():
     cfg["haproxy-ha:vm"] = {**cfg["haproxy-ha:vm"], "imageUrl": url, "imageChecksum": "ab" * 64}
     image = run(cfg).by_type(IMAGE)[0]
     assert (image.inputs["checksumAlgorithm"], image.inputs["checksum"]) == ("sha512", "ab" * 64)
+
+
+def test_a_raw_line_haproxy_rejects_stops_the_preview_naming_its_key():
+    """Where `pulumi` runs with HAProxy installed (as here), the raw lines are judged before
+    anything is declared: the first apply step on a node is not where the user learns it."""
+    cfg = stack_config("prod")
+    cfg["haproxy-ha:haproxy"]["frontends"][0]["extra"] = ["http-request no-such-action"]
+    with pytest.raises(Exception, match=r"haproxy-ha:haproxy\.frontends\[0\]\.extra\[0\]: HAProxy rejects this "
+                                        r"raw line \(haproxy [\d.]+ -c here\)"):
+        run(cfg)

@@ -15,6 +15,7 @@ from base64 import b64encode
 from pathlib import Path
 
 import pytest
+import yaml
 from hypothesis import HealthCheck, given, settings
 
 from components.__main__ import WITH_HAPROXY_CFG
@@ -260,3 +261,18 @@ def test_render_cli_invalid_stack_exits_2_and_writes_nothing(tmp_path):
     assert proc.returncode == 2
     assert "haproxy-ha:cluster.virtualRouterId" in proc.stderr
     assert not out.exists()
+
+
+def test_a_raw_line_haproxy_rejects_is_named_by_its_key(tmp_path):
+    """`make render` names the `extra` line HAProxy refuses by its config key, not only by a
+    line number of a file the user never wrote."""
+    cfg = stack_config("prod")
+    cfg["haproxy-ha:haproxy"]["frontends"][0]["extra"] = ["http-request no-such-action"]
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "Pulumi.yaml").write_text((ROOT / "Pulumi.yaml").read_text())
+    (project / "Pulumi.bad.yaml").write_text(yaml.safe_dump({"config": cfg}))
+    proc = subprocess.run([*RENDER, "bad", "--project", str(project), "--out", str(tmp_path / "out")],
+                          capture_output=True, text=True, cwd=ROOT)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "haproxy-ha:haproxy.frontends[0].extra[0]: HAProxy rejects this line" in proc.stdout + proc.stderr

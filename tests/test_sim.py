@@ -8,6 +8,7 @@ import subprocess
 import uuid
 
 import pytest
+import yaml
 
 from components.config.errors import ConfigError
 from components.config.proxmox import REQUIRED_PRIVILEGES, resolve
@@ -188,13 +189,13 @@ def test_a_memory_change_reboots_one_vm_at_a_time_backups_first_under_load(clust
     booted_as_their_vms(cluster)
     serves(cluster)
     cluster.preview(config={"haproxy-ha:vm": {**vm, "memoryMiB": 768}}, expect_no_changes=True)
-    cluster.up()  # back to the shipped size for the tests that follow
 
 
 def test_a_new_image_replaces_one_vm_at_a_time_each_serving_before_the_next(cluster):
     out = cluster.outputs()
     vm = cluster.base_config["haproxy-ha:vm"]
-    image = {**vm, "imageUrl": "https://dl-cdn.alpinelinux.org/alpine/v3.23/releases/cloud/"
+    # (the size the memory test left: only the image changes here)
+    image = {**vm, "memoryMiB": 768, "imageUrl": "https://dl-cdn.alpinelinux.org/alpine/v3.23/releases/cloud/"
                                "nocloud_alpine-3.23.2-x86_64-bios-cloudinit-r0.qcow2", "imageChecksum": "cd" * 64}
     before = len(power_cycles(cluster))
     with probe.Load(cluster, f"http://{out['vip']}:5000/", workers=2, interval=0.01, timeout=2) as load:
@@ -210,6 +211,41 @@ def test_a_new_image_replaces_one_vm_at_a_time_each_serving_before_the_next(clus
     booted_as_their_vms(cluster)
     serves(cluster)
     cluster.preview(config={"haproxy-ha:vm": image}, expect_no_changes=True)
+
+
+def current_vm(sim: Sim) -> dict:
+    """haproxy-ha:vm as the last `up` had it (the tests before may have changed it)."""
+    return yaml.safe_load(sim.config_file.read_text())["config"]["haproxy-ha:vm"]
+
+
+FAULTS = [
+    # PVE cannot start the VM (a QEMU that fails): the start task ends in error.
+    ("start task error", lambda sim: sim.control("task_error", name="k3s-lb-02", message="start failed: QEMU exited"),
+     lambda sim: sim.control("clear_task_error", name="k3s-lb-02"), "start failed: QEMU exited"),
+    # A backup holds the VM's lock: PVE refuses to change it.
+    ("locked by a backup", lambda sim: sim.control("lock", name="k3s-lb-02", lock="backup"),
+     lambda sim: sim.control("lock", name="k3s-lb-02", lock=None), "locked"),
+]
+
+
+@pytest.mark.parametrize("fault, cause, clear, said", FAULTS, ids=[f[0] for f in FAULTS])
+def test_a_pve_fault_names_the_node_leaves_the_others_and_the_next_up_finishes(cluster, fault, cause, clear, said):
+    vm = {**current_vm(cluster), "memoryMiB": 640 if fault == "start task error" else 512}
+    before = {name: v["memory"] for name, v in cluster.vms().items()}
+    cause(cluster)
+    try:
+        with pytest.raises(LabError, match=f"(?s)haproxy-ha-pve-k3s-lb-02.*{said}"):
+            cluster.up({"haproxy-ha:vm": vm})
+        now = {name: v["memory"] for name, v in cluster.vms().items()}
+        # Rolling order k3s-lb-03, k3s-lb-02, k3s-lb-01: the one before has changed, the holder
+        # after it was left alone, and the VIP still serves.
+        assert now["k3s-lb-03"] == str(vm["memoryMiB"]) and now["k3s-lb-01"] == before["k3s-lb-01"]
+        serves(cluster)
+    finally:
+        clear(cluster)
+    cluster.up({"haproxy-ha:vm": vm})
+    assert {v["memory"] for v in cluster.vms().values()} == {str(vm["memoryMiB"])}
+    serves(cluster)
 
 
 PRECONDITIONS = [

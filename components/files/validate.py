@@ -236,3 +236,27 @@ def check_openrc(script: RenderedFile) -> CheckResult:
     """`sh -n` on an OpenRC service file (openrc-run sources it with /bin/sh)."""
     skipped, code, out = _run_on("sh -n", "sh", script.text, ["-n", "{file}"])
     return skipped or (CheckResult("sh -n", "failed", out) if code else CheckResult("sh -n", "ok"))
+
+
+def check_raw_lines(cluster, daemons: Daemons = HOST) -> None:
+    """The raw HAProxy lines (`extra`, `extraSections`) judged where the program runs, when HAProxy
+    is installed there: `haproxy -c` on the first node's haproxy.cfg, and a raw line it rejects is
+    one ConfigError naming that line's key, at `pulumi preview`, before anything is declared.
+    Without a local HAProxy nothing is judged here; each node's apply step judges them then."""
+    from ..config.errors import ConfigError
+    from ..model import proxies
+    from .render import haproxy_line_keys, placeholder_ticket_keys, render_node
+
+    if not proxies.raw_lines(cluster.spec.haproxy) or not daemons.locate("haproxy")[0]:
+        return
+    files = render_node(cluster, cluster.nodes[0])
+    if cluster.uses_tls:
+        files += (placeholder_ticket_keys(cluster),)
+    config = next(f for f in files if f.name == "haproxy.cfg")
+    keys = haproxy_line_keys(cluster)
+    result = check_haproxy(config.text, daemons, files, keys)
+    named, _, said = result.detail.partition(": HAProxy rejects this line: ")
+    if result.status == "failed" and said:
+        first, *others = named.split(", ")
+        also = f" (and {', '.join(others)})" if others else ""
+        raise ConfigError(first, f"HAProxy rejects this raw line{also} ({result.tool} here): {said.strip()[:600]}")
