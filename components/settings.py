@@ -63,7 +63,9 @@ def load_settings(stack: str) -> Settings:
     cluster = build_cluster(stack, plain, Secrets(stats, vrrp, tls_bundles=bundles))
     check_vrids(cluster.spec, other_stacks(PROJECT_DIR, stack))
     # A raw HAProxy line HAProxy rejects, named now (where HAProxy is installed), not on a node.
-    check_raw_lines(cluster)
+    doubt = check_raw_lines(cluster)
+    if doubt:
+        pulumi.log.warn(doubt)
     if cluster.spec.platform == "lab" and not cluster.spec.ssh_public_key:
         raise ConfigError(f"{PROJECT}:sshPublicKey", "required on platform lab (the nodes' authorized key)")
     pve = None
