@@ -248,6 +248,22 @@ def test_a_pve_fault_names_the_node_leaves_the_others_and_the_next_up_finishes(c
     serves(cluster)
 
 
+def test_slow_tasks_and_a_slow_api_still_converge(cluster):
+    """PVE's tasks at their real pace (a download 5 s, each task's own seconds) and 0.3 s added
+    to every API answer: the change still rolls, and the next preview is empty."""
+    vm = {**current_vm(cluster), "memoryMiB": 896}
+    cluster.control("time_scale", value=1.0)
+    cluster.control("latency", seconds=0.3)
+    try:
+        cluster.up({"haproxy-ha:vm": vm})
+    finally:
+        cluster.control("latency", seconds=0.0)
+        cluster.control("time_scale", value=0.05)
+    assert {v["memory"] for v in cluster.vms().values()} == {"896"}
+    serves(cluster)
+    cluster.preview(config={"haproxy-ha:vm": vm}, expect_no_changes=True)
+
+
 PRECONDITIONS = [
     ("storage_content", {"storage": "local", "content": "iso,vztmpl,backup"},
      {"storage": "local", "content": "iso,vztmpl,backup,import"},
