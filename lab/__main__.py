@@ -62,10 +62,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def main_up(lab: Lab) -> int:
     started = time.monotonic()
-    lab.configure()
-    # As a person runs it: the engine's own progress and diagnostics on this terminal. `make
-    # lab-preview` shows the plan first; here the update says each change as it makes it.
-    if lab.pulumi("up", "--yes", "--skip-preview", check=False, capture=False).returncode != 0:
+    if not lab.up_on_terminal():
         return 1
     out = lab.outputs()
     for group, addresses in out["vips"].items():

@@ -262,6 +262,13 @@ class Lab:
             raise LabError(f"pulumi up failed:\n{failures or engine_output.errors(proc.stdout + proc.stderr)}")
         return Outcome(self.outputs(), executed)
 
+    def up_on_terminal(self) -> bool:
+        """`pulumi up` as a person runs it: the engine's own progress and diagnostics on this
+        terminal (`pulumi preview` shows the plan first; here the update says each change as it
+        makes it). True when it succeeded."""
+        self.configure()
+        return self.pulumi("up", "--yes", "--skip-preview", check=False, capture=False).returncode == 0
+
     def outputs(self) -> dict[str, Any]:
         proc = self.pulumi("stack", "output", "--json", "--show-secrets", check=False)
         return json.loads(proc.stdout) if proc.returncode == 0 and proc.stdout.strip() else {}

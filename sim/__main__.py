@@ -62,8 +62,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def main_up(sim: Sim) -> int:
     started = time.monotonic()
-    sim.configure()
-    if sim.pulumi("up", "--yes", "--skip-preview", check=False, capture=False).returncode != 0:
+    if not sim.up_on_terminal():
         return 1
     out = sim.outputs()
     holders = settled_holders(sim, out["vip"], out["nodes"])

@@ -37,22 +37,24 @@ def torn_down(sim: Sim) -> None:
     assert not sim.state_dir.exists()
 
 
-@pytest.fixture(scope="module")
-def cluster():
-    sim = new_sim("cluster")
+def a_sim(mode: str):
+    sim = new_sim(mode)
     try:
         yield sim
     finally:
         torn_down(sim)
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    """One PVE cluster: one endpoint for the three hosts."""
+    yield from a_sim("cluster")
 
 
 @pytest.fixture(scope="module")
 def standalone():
-    sim = new_sim("standalone")
-    try:
-        yield sim
-    finally:
-        torn_down(sim)
+    """Three standalone hosts: an endpoint and a token each."""
+    yield from a_sim("standalone")
 
 
 def client(sim: Sim, *argv: str) -> str:

@@ -262,7 +262,11 @@ def check_raw_lines(cluster, daemons: Daemons = HOST) -> str | None:
         return None
     first, *others = named.split(", ")
     also = f" (and {', '.join(others)})" if others else ""
-    reason = f"HAProxy rejects this raw line{also} ({result.tool} here): {said.strip()[:600]}"
+    # HAProxy's own words, on one line (an error is shown as its first line): what it alerts.
+    words = [re.sub(r"^\[(ALERT|WARNING)\]\s*\(\d+\) : ", "", line).strip() for line in said.splitlines()
+             if line.startswith(("[ALERT]", "[WARNING]")) and "Error(s) found" not in line
+             and "Fatal errors" not in line]
+    reason = f"HAProxy rejects this raw line{also} ({result.tool} here): {' '.join(words)[:600] or said.strip()[:600]}"
     version = re.search(r"haproxy (\d+)\.", result.tool)
     if cluster.spec.platform == "lab" or (version is not None and int(version.group(1)) >= 3):
         raise ConfigError(first, reason)
