@@ -86,6 +86,15 @@ def host_slot(cluster: Cluster, ip: str) -> str:
     return str(int(ipaddress.IPv4Address(ip)) - int(network.network_address))
 
 
+def web_up_args(cluster: Cluster, host: str, ports: list[LabPort]) -> list[str]:
+    """`labctl web-up`'s arguments for one backend host (namespaces are named after the host part
+    of the address: stable when others come or go); its TLS bundle goes on stdin when a port
+    speaks TLS."""
+    spec = cluster.spec.cluster
+    return ["web-up", lab_prefix(cluster.stack), host_slot(cluster, host),
+            f"{host}/{spec.nodes[0].address.network.prefixlen}", str(spec.gateway), ",".join(p.arg for p in ports)]
+
+
 def lan_gateways(spec: ClusterSpec) -> tuple[str, str]:
     """The client namespace's addresses on the lab LAN (the gateways, with their prefix): IPv6
     too when the nodes have it."""
@@ -111,7 +120,6 @@ class LabNodes(pulumi.ComponentResource):
         cluster = args.cluster
         spec = cluster.spec.cluster
         prefix = lab_prefix(cluster.stack)
-        prefix_len = spec.nodes[0].address.network.prefixlen
         gateway = str(spec.gateway)
         v6 = bool(lan_gateways(spec)[1])
 
@@ -124,14 +132,11 @@ class LabNodes(pulumi.ComponentResource):
         backends = []
         bundle = lab_server_bundle(cluster)
         for host, ports in lab_backends(cluster).items():
-            # Namespaces are named after the host part of the address: stable when others come or go.
-            slot = host_slot(cluster, host)
-            tls = any(p.tls for p in ports)
             backends.append(command(
                 f"web-{host}",
-                labctl("web-up", prefix, slot, f"{host}/{prefix_len}", gateway, ",".join(p.arg for p in ports)),
-                labctl("web-down", prefix, slot),
-                stdin=pulumi.Output.secret(bundle) if tls else None,
+                labctl(*web_up_args(cluster, host, ports)),
+                labctl("web-down", prefix, host_slot(cluster, host)),
+                stdin=pulumi.Output.secret(bundle) if any(p.tls for p in ports) else None,
             ))
         self.backends = tuple(backends)
         self.machines = {}

@@ -94,8 +94,6 @@ def _mac(device: Any) -> str:
 class ProxmoxVms(pulumi.ComponentResource):
     """The image, downloaded once per PVE host, and one VM per node on its host."""
 
-    machines: dict[str, Machine]
-
     def __init__(self, name: str, args: ProxmoxVmsArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("haproxy-ha:index:ProxmoxVms", name, None, opts)
         cluster, vm = args.cluster, args.cluster.spec.vm
@@ -135,7 +133,8 @@ class ProxmoxVms(pulumi.ComponentResource):
         self._cluster = cluster
         self._name = name
         self.vms: dict[str, proxmoxve.VmLegacy] = {}
-        self.machines = {}
+        # What a VM is asked to be (its size, disk and image): the `ready` gate's trigger.
+        self._settings = content_hash(json.dumps(vm.model_dump(mode="json", by_alias=True), sort_keys=True))
 
     def machine(self, node: Node, after: Sequence[pulumi.Resource]) -> Machine:
         """The node's VM, changed only after `after` (the previous node, in rolling order, ready
@@ -168,12 +167,8 @@ class ProxmoxVms(pulumi.ComponentResource):
         # (`mac_addresses` is the guest agent's report; the device's own MAC is in its config.)
         identity = pulumi.Output.all(resource.id, resource.network_devices).apply(
             lambda a: f"{a[0]}/{','.join(_mac(d) for d in a[1] or [])}")
-        vm = cluster.spec.vm
-        settings = content_hash(json.dumps(vm.model_dump(mode="json", by_alias=True), sort_keys=True))
-        machine = Machine(str(node.address.ip), 22, resource, dial_error_limit=100, identity=identity,
-                          settings=settings)
-        self.machines[node.name] = machine
-        return machine
+        return Machine(str(node.address.ip), 22, resource, dial_error_limit=100, identity=identity,
+                       settings=self._settings)
 
     def done(self) -> None:
         self.register_outputs({"vmIds": {n: v.vm_id for n, v in self.vms.items()}})

@@ -24,7 +24,7 @@ import yaml
 from components.config.errors import PROJECT
 from components.config.schema import load_stack
 from components.files.tlsissue import issue
-from components.labnode import host_slot, lab_backends, lab_server_bundle
+from components.labnode import lab_backends, lab_server_bundle, web_up_args
 from components.model.model import Cluster, Secrets
 from lab import bastion, engine, labctl, tlsca
 from lab.stack import SHIPPED, Lab, LabError
@@ -154,12 +154,9 @@ class Sim(Lab):
         super()._lan_up(spec)
         bundles = tlsca.lab_certificates(self.tls_dir, self.stack, self.base_config)
         cluster = Cluster(self.stack, load_stack(self.base_config), Secrets("x" * 8, tls_bundles=bundles))
-        plen = spec.cluster.nodes[0].address.network.prefixlen
         for host, ports in lab_backends(cluster).items():
-            slot = host_slot(cluster, host)
             tls = any(p.tls for p in ports)
-            subprocess.run([engine.python_cmd(), "-m", "lab.labctl", "web-up", self.prefix, slot, f"{host}/{plen}",
-                            str(spec.cluster.gateway), ",".join(p.arg for p in ports)],
+            subprocess.run([engine.python_cmd(), "-m", "lab.labctl", *web_up_args(cluster, host, ports)],
                            cwd=engine.PROJECT_DIR, input=lab_server_bundle(cluster) if tls else "", text=True,
                            check=True, capture_output=True)
         self.start_pve()
