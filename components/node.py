@@ -193,5 +193,7 @@ def node_state_props(cluster: Cluster, node: Node, files: tuple, stdin_of: dict,
         "probe": render_probe(cluster, node, files),
         "steps": steps,
         "scripts": {"bootstrap": scripts["bootstrap.sh"],
-                    **{f"apply-{svc.name}": scripts[f"apply-{svc.name}.sh"] for svc in services}},
+                    **{f"apply-{svc.name}": scripts[f"apply-{svc.name}.sh"] for svc in services},
+                    # Run when the node leaves (NodeState's delete): its VIPs go before its machine.
+                    "leave": scripts["leave.sh"]},
     }

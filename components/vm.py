@@ -26,7 +26,16 @@ def image_file_name(url: str) -> str:
     return url.rsplit("/", 1)[1]
 
 
-def vm_args(cluster: Cluster, index: int, image_id: pulumi.Input[str]) -> dict[str, Any]:
+def image_volume(cluster: Cluster) -> str:
+    """The image's volume id on each host (`<storage>:import/<file>`), as PVE names the file the
+    download makes. The VMs name it, rather than take the download's id: the provider drops the
+    download from the state on any failed read (a host offline during a refresh), and a download
+    to be made again must not make every VM on that host look replaced."""
+    vm = cluster.spec.vm
+    return f"{vm.image_datastore}:import/{image_file_name(vm.image_url)}"
+
+
+def vm_args(cluster: Cluster, index: int) -> dict[str, Any]:
     """The VmLegacy arguments of one node: pure, so tests can read them without Pulumi."""
     spec, vm = cluster.spec, cluster.spec.vm
     node = cluster.nodes[index]
@@ -53,7 +62,7 @@ def vm_args(cluster: Cluster, index: int, image_id: pulumi.Input[str]) -> dict[s
             proxmoxve.VmLegacyDiskArgs(
                 interface="virtio0",
                 datastore_id=vm.datastore,
-                import_from=image_id,
+                import_from=image_volume(cluster),
                 size=vm.disk_gi_b,
                 discard="on",
                 iothread=True,
@@ -126,6 +135,12 @@ class ProxmoxVms(pulumi.ComponentResource):
                 checksum=vm.image_checksum,
                 checksum_algorithm=vm.image_checksum_algorithm,
                 overwrite=False,
+                # The file already there is this image (its name is the release's), so take it
+                # over: it is there when the provider dropped the download from the state after
+                # a failed read (bpg 0.111.1 `downloadFileResource.Read` removes it on any error
+                # but a failed login), or when another stack on the host downloaded it too.
+                # Without this, PVE's "refusing to override existing file" stops the next `up`.
+                overwrite_unmanaged=True,
                 opts=child(host),
             )
         self.images = images
@@ -142,11 +157,11 @@ class ProxmoxVms(pulumi.ComponentResource):
         cluster, name = self._cluster, self._name
         resource = proxmoxve.VmLegacy(
             f"{name}-{node.name}",
-            **vm_args(cluster, node.index, self.images[node.host].id),
+            **vm_args(cluster, node.index),
             opts=pulumi.ResourceOptions.merge(
                 self._child(node.host),
                 pulumi.ResourceOptions(
-                    depends_on=list(after),
+                    depends_on=[self.images[node.host], *after],
                     # A new image is a new machine (the provider would only record the new
                     # source of a disk that exists); the new VM takes the old one's address,
                     # so the old one goes first.

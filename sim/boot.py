@@ -72,6 +72,18 @@ def halt(prefix: str, guest: Guest) -> None:
     labctl("node-halt", prefix, guest.slot, guest.name)
 
 
+def held(prefix: str, guest: Guest) -> list[str]:
+    """The addresses a node has beyond its own (the VIPs it holds): what its power-off takes down
+    with it. The sim's log says so, for the tests; PVE itself cannot see them."""
+    from lab.labctl import netns
+
+    out = subprocess.run(["ip", "-n", netns(prefix, f"n{guest.slot}"), "-o", "addr", "show", "dev", "eth0"],
+                         capture_output=True, text=True).stdout
+    own = {guest.address.split("/")[0], guest.address6.split("/")[0]}
+    return [a for a in (line.split()[3].split("/")[0] for line in out.splitlines() if "scope global" in line)
+            if a not in own]
+
+
 @dataclass
 class Booted:
     """A VM's lab node: what it was made from, the VM start it belongs to, whether it runs."""
@@ -106,7 +118,9 @@ class Booter:
         with self.lock:
             node = self.nodes.get((api, vmid))
             if node is not None and node.running:
-                self.log(f"VM {vmid} ({node.guest.name}) stopped: its node halts")
+                vips = held(self.prefix, node.guest)
+                self.log(f"VM {vmid} ({node.guest.name}) stopped: its node halts, holding "
+                         f"{' '.join(vips) if vips else 'no VIP'}")
                 self._run(halt, node.guest)
                 node.running = False
 

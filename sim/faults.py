@@ -112,6 +112,16 @@ class Faults:
         for pve in self.pves.values():
             simpve.restore_role(pve)
 
+    def op_checked(self) -> dict[str, dict[str, list[str]]]:
+        """Each privilege PVE checked for the token since the daemon started, and on which paths:
+        those it held there (`granted`), and those it did not (`refused`)."""
+        merged: dict[str, dict[str, set[str]]] = {"granted": {}, "refused": {}}
+        for pve in self.pves.values():
+            for priv, paths in pve.checked.items():
+                for path, held in paths.items():
+                    merged["granted" if held else "refused"].setdefault(priv, set()).add(path)
+        return {kind: {priv: sorted(paths) for priv, paths in sorted(found.items())} for kind, found in merged.items()}
+
     def op_task_error(self, name: str, message: str) -> None:
         """The VM's next start task ends in error (as a QEMU that cannot start)."""
         _, vm = self._vm(name)

@@ -71,6 +71,9 @@ class SimPve(FakePve):
         self.on_restart = None
         self.on_stop = None
         self.on_destroy = None
+        # privilege -> path -> whether the token held it there (once at least), for every check
+        # PVE made on the calls the program made: the role, as measured.
+        self.checked: dict[str, dict[str, bool]] = {}
 
     async def task(self, node, ttype, tid, user, body, vm=None, lock=True, log=()):
         hook = {"qmreboot": self.on_restart, "qmreset": self.on_restart,
@@ -100,10 +103,17 @@ class SimPve(FakePve):
     def allowed(self, user, path, priv):
         if self.acl is None or user.split("!")[0] == "root@pam":
             return True
-        if (self._download_node is not None and path == "/" and priv in ("Sys.Audit", "Sys.Modify")
-                and self._holds_all(user, f"/nodes/{self._download_node}", "Sys.AccessNetwork")):
-            return True
-        return self._holds_all(user, path, priv)
+        if self._download_node is not None and path == "/" and priv in ("Sys.Audit", "Sys.Modify"):
+            node = f"/nodes/{self._download_node}"
+            if self._note_check(user, node, "Sys.AccessNetwork"):
+                return True
+        return self._note_check(user, path, priv)
+
+    def _note_check(self, user: str, path: str, priv: str) -> bool:
+        held = self._holds_all(user, path, priv)
+        paths = self.checked.setdefault(priv, {})
+        paths[_kind(path)] = paths.get(_kind(path), False) or held
+        return held
 
     def _holds_all(self, user: str, path: str, priv: str) -> bool:
         owner = user.split("!")[0]
@@ -237,6 +247,12 @@ def make(api: Api, host: str, certfile: str, keyfile: str) -> SimPve:
     pve.grant(USER_ID, "/", *ROLE)
     pve.grant(TOKEN_ID, "/", *ROLE)
     return pve
+
+
+def _kind(path: str) -> str:
+    """A checked path with its VM id left out (`/vms/<id>`), so the paths read as a role's ACL."""
+    parts = path.split("/")
+    return "/vms/<id>" if len(parts) > 2 and parts[1] == "vms" else path
 
 
 def revoke(pve: SimPve, privilege: str) -> None:

@@ -54,9 +54,14 @@ def test_the_image_is_downloaded_once_per_host_verified_by_its_checksum(prod_run
         assert image.inputs["datastoreId"] == "local"
         assert image.inputs["checksumAlgorithm"] == "sha256" and len(image.inputs["checksum"]) == 64
         assert "/v3.24/" in image.inputs["url"] and image.inputs["fileName"].endswith(".qcow2")
+        # Taken over when it is already there (a download the provider dropped from the state).
+        assert image.inputs["overwriteUnmanaged"] is True
     vm_by_host = {r.inputs["nodeName"]: r for r in prod_run.by_type(VM)}
     for image in images:
-        assert vm_by_host[image.inputs["nodeName"]].inputs["disks"][0]["importFrom"] == f"{image.name}-id"
+        # Each VM names its host's image as PVE does, and is made only once it is there.
+        vm = vm_by_host[image.inputs["nodeName"]]
+        assert vm.inputs["disks"][0]["importFrom"] == f"local:import/{image.inputs['fileName']}"
+        assert image.urn in vm.dependencies
 
 
 def test_apply_order_backups_first_holder_last_each_gated_on_the_previous(prod_run):

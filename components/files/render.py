@@ -342,7 +342,8 @@ READY_SECONDS = 300
 def render_scripts(
     cluster: Cluster, node: Node, paths: Paths = PATHS, template_dir: Path | None = None
 ) -> dict[str, str]:
-    """The node's provisioning scripts: bootstrap, install, apply-haproxy, apply-keepalived, ready."""
+    """The node's provisioning scripts: bootstrap, install, apply-haproxy, apply-keepalived, ready,
+    and leave (its VIPs released when it leaves the cluster)."""
     env = _environment(template_dir or TEMPLATES)
     base = {"node": node, "paths": paths}
     scripts = {
@@ -359,6 +360,9 @@ def render_scripts(
     for svc in services:
         scripts[f"apply-{svc.name}.sh"] = env.get_template("scripts/apply.sh.j2").render(base, svc=svc)
     scripts["ready.sh"] = env.get_template("scripts/ready.sh.j2").render(base, services=services, seconds=READY_SECONDS)
+    scripts["leave.sh"] = env.get_template("scripts/leave.sh.j2").render(
+        base, keepalived=next(s for s in services if s.name == "keepalived"), interface=cluster.spec.cluster.interface,
+        vips=[a for addresses in cluster.vip_addresses.values() for a in addresses])
     return scripts
 
 

@@ -105,6 +105,29 @@ def _touches(step: dict[str, Any], drifted: list[str]) -> bool:
     return bool(subjects & {*step["files"], step["service"]})
 
 
+def leave(props: dict[str, Any]) -> str:
+    """The node leaves the cluster: it releases its VIPs (the leave script stops keepalived,
+    whose priority-0 advert hands them on at once) before its machine is deleted, which would
+    otherwise take them down with it until the others noticed. Only on the machine this state
+    was read from: a node that presents another host key is a new machine at the old address
+    (the old one was deleted behind Pulumi's back), and one that does not answer holds nothing
+    it could hand on. Returns what happened, for the engine's log."""
+    target = ssh.Target.from_props(props)
+    try:
+        client = _connect(props, attempts=2)
+    except ssh.HostKeyMismatch:
+        return f"{target.label}: another machine answers at its address; nothing to release"
+    except Exception as exc:  # noqa: BLE001 - gone already: there is nothing left to hand on
+        return f"{target.label}: unreachable ({type(exc).__name__}); nothing to release"
+    try:
+        code, out, err = run(client, "sh -s", props["scripts"]["leave"], timeout=60)
+    finally:
+        ssh.forget(target, client)
+    if code:
+        raise RuntimeError(f"{target.label}: could not release its VIPs before it goes: {_said(err or out)}")
+    return _said(err) if err.strip() else f"{target.label} left"
+
+
 # Outputs the provider computes (not inputs): a diff ignores them.
 COMPUTED = ("drift", "vrrp", "addresses", "reachable", "__provider")
 
@@ -128,6 +151,11 @@ class NodeStateProvider(ResourceProvider):
         if outs["drift"]:  # restored, yet still not as desired: say so rather than succeed
             raise RuntimeError(f"{news['host']}: still drifted after the restore: {'; '.join(outs['drift'])}")
         return UpdateResult(outs=outs)
+
+    def delete(self, id_: str, props: dict[str, Any]) -> None:
+        # A state made before the leave script existed has none to run.
+        if "leave" in (props.get("scripts") or {}):
+            pulumi.log.info(leave(props))
 
 
 class NodeState(pulumi.dynamic.Resource):

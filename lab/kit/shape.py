@@ -23,3 +23,25 @@ def settle(lab: Lab, quiet: float = 1.5) -> None:
     probe.wait_for(lambda: holders(lab) == ["k3s-lb-01"], 30)
     probe.wait_for(lambda: probe.http_get(lab, VIP_URL, 1)[0] == 200, 10)
     time.sleep(quiet)
+
+
+def hand_vip_to(lab: Lab, name: str) -> None:
+    """Without preempt, where failovers leave it: the VIP on `name`, after every other node's
+    keepalived was stopped and started again (each back as a backup, which does not take it back)."""
+    import subprocess
+
+    out = lab.outputs()
+    others = [n for n in out["nodes"] if n != name]
+
+    def on(node: str, command: str) -> str:
+        return subprocess.run([*lab.ssh_argv(out["nodes"][node]), command], check=True, capture_output=True,
+                              text=True, timeout=60).stdout
+
+    for node in others:
+        on(node, "rc-service keepalived stop")
+    probe.wait_for(lambda: lab.vip_holders(out["vip"], out["nodes"]) == [name], 10)
+    for node in others:
+        on(node, "rc-service keepalived start")
+    # Each is a backup again (its notify script records the state it entered).
+    probe.wait_for(lambda: all(set(on(n, "cat /run/haproxy-ha/state-*").split()) == {"BACKUP"} for n in others), 15)
+    assert lab.vip_holders(out["vip"], out["nodes"]) == [name]
