@@ -51,8 +51,9 @@ venv: .venv/.installed
 debian13-root: setup
 	$(PY) -m components.files.daemons13
 
+# Two processes: the sim's tests beside all the others (tests/conftest.py, OWN_PROCESS).
 test: setup debian13-root
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n 2 --dist loadgroup
 
 lint: venv
 	$(PY) -m ruff check .

@@ -38,7 +38,7 @@ def test_keepalived_sharing_a_cpu_with_a_busy_loop_moves_nothing(lab, node):
     time.sleep(1)
     assert transitions(lab) == before, "a busy CPU must not look like a dead node"
     assert holders(lab) == ["k3s-lb-01"]
-    assert result["failed"] == 0 and result["total"] > 50, result
+    assert result["failed"] == 0 and result["ok"] > 0, result
 
 
 def test_a_lost_node_is_replaced_and_takes_the_vip_back_when_it_returns(lab):

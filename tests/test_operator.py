@@ -41,11 +41,13 @@ def test_ten_rc_service_haproxy_reloads_on_the_holder_move_nothing_and_drop_noth
             probe.Load(lab, VIP_URL, workers=1, keepalive=True, interval=0.005) as kept:
         for _ in range(10):
             rc(lab, "k3s-lb-01", "haproxy reload")
-            time.sleep(0.5)
+            # Both kinds of client were served after this reload, before the next one.
+            load.served()
+            kept.served()
         fresh, ka = load.stop(), kept.stop()
     assert transitions(lab) == before, "a reload moved the VIP"
-    assert fresh["failed"] == 0 and fresh["total"] > 300, fresh
-    assert ka["failed"] == 0 and ka["total"] > 300, ka
+    assert fresh["failed"] == 0 and fresh["ok"] > 0, fresh
+    assert ka["failed"] == 0 and ka["ok"] > 0, ka
     assert probe.main_pids(node_ns(lab, "k3s-lb-01"), "haproxy") == [master], "the same master throughout"
     assert holders(lab) == ["k3s-lb-01"]
 
@@ -70,15 +72,16 @@ def test_a_reload_with_a_config_haproxy_rejects_keeps_the_running_haproxy_and_sa
 
 def test_a_restart_on_the_holder_moves_the_vip_away_and_back(lab):
     with probe.Load(lab, VIP_URL, workers=2, interval=0.005, timeout=0.5) as load:
-        time.sleep(0.3)
+        load.served()
         rc(lab, "k3s-lb-01", "haproxy restart")
         probe.wait_for(lambda: holders(lab) == ["k3s-lb-01"], 20)
-        time.sleep(1)
+        load.served()  # through the VIP again, on its home
         result = load.stop()
     log = probe.node_exec(node_ns(lab, "k3s-lb-02"), "cat /var/log/keepalived-state-change.log").stdout
     assert "MASTER" in log.splitlines()[-2], "the backup held the VIP while HAProxy restarted"
-    # Requests fail only inside the failover windows (the VIP leaving, and coming back).
-    assert len(result["outages"]) <= 2 and max(result["outages"], default=0) < 1.5, result
+    # Requests fail only inside the failover windows (the VIP leaving, and coming back); how
+    # long each lasts is bench/operator_bench.py's figure.
+    assert len(result["outages"]) <= 2, result
     back_to_normal(lab)
 
 
@@ -86,7 +89,9 @@ def test_a_stop_moves_nothing_on_a_backup_and_the_vip_on_the_holder(lab):
     before = transitions(lab)
     with probe.Load(lab, VIP_URL, workers=2, interval=0.005) as load:
         rc(lab, "k3s-lb-03", "haproxy stop")
-        time.sleep(2)
+        # The stopped backup has gone to FAULT (it cannot take the VIP) while clients are served.
+        probe.wait_for(lambda: vrrp_state(lab, "k3s-lb-03") == "FAULT", 10)
+        load.served()
         result = load.stop()
     assert result["failed"] == 0, result
     assert holders(lab) == ["k3s-lb-01"]
@@ -161,7 +166,12 @@ def test_restarting_haproxy_watch_moves_nothing(lab):
     with probe.Load(lab, VIP_URL, workers=2, interval=0.005) as load:
         for node in SLOTS:
             rc(lab, node, "haproxy-watch restart")
-        time.sleep(3)
+        # Each new helper runs and has reported HAProxy serving again.
+        probe.wait_for(lambda: all(
+            probe.main_pids(node_ns(lab, n), "haproxy-watch") and
+            probe.node_exec(node_ns(lab, n), "cat /run/haproxy-down", check=False).stdout.strip() == "0"
+            for n in SLOTS), 10)
+        load.served()
         result = load.stop()
     assert transitions(lab) == before and result["failed"] == 0, result
 

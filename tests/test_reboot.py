@@ -7,7 +7,6 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
-import time
 
 from lab.engine import PROJECT_DIR
 from lab.kit import probe
@@ -34,11 +33,18 @@ def booted(lab, node: str) -> bool:
         probe.node_exec(ns, "cat /run/haproxy-down", check=False).stdout.strip() == "0"
 
 
+SERVICES = ("rsyslog", "haproxy", "haproxy-watch", "keepalived")
+
+
 def start_order(lab, node: str) -> list[str]:
-    ns = node_ns(lab, node)
-    ages = {name: probe.age_seconds(probe.main_pids(ns, name)[0])
-            for name in ("rsyslogd", "haproxy", "haproxy-watch", "keepalived")}
-    return sorted(ages, key=lambda n: -ages[n])
+    """The services in the order OpenRC marked them started since the boot (its `started` links,
+    made as each start finished, to the nanosecond): ties would be an ordering the test cannot
+    see, so they fail it."""
+    out = probe.node_exec(node_ns(lab, node), "stat -c '%.9Y %n' /run/openrc/started/*").stdout
+    when = {line.split()[1].rsplit("/", 1)[1]: float(line.split()[0]) for line in out.splitlines()}
+    assert all(name in when for name in SERVICES), when
+    assert len({when[name] for name in SERVICES}) == len(SERVICES), f"two services started at once: {when}"
+    return sorted(SERVICES, key=lambda name: when[name])
 
 
 def test_a_rebooted_backup_comes_back_by_itself_and_nothing_moves(lab):
@@ -46,12 +52,12 @@ def test_a_rebooted_backup_comes_back_by_itself_and_nothing_moves(lab):
     with probe.Load(lab, VIP_URL, workers=2, interval=0.005) as load:
         reboot(lab, "k3s-lb-03")
         probe.wait_for(lambda: booted(lab, "k3s-lb-03"), 30, interval=0.2)
-        time.sleep(1)
+        load.served()
         result = load.stop()
     assert result["failed"] == 0, result
     assert holders(lab) == ["k3s-lb-01"]
     assert {n: len(state_log(lab, n)) for n in others} == others, "the other nodes did not change state"
-    assert start_order(lab, "k3s-lb-03") == ["rsyslogd", "haproxy", "haproxy-watch", "keepalived"]
+    assert start_order(lab, "k3s-lb-03") == list(SERVICES)
     lab.preview(expect_no_changes=True)  # no drift on the rebooted node
 
 
@@ -64,12 +70,13 @@ def test_the_rebooted_holder_gets_the_vip_back_only_once_its_haproxy_serves(lab)
         # it: at 0.05 s adverts the holder may be back before the reboot command returns.)
         probe.wait_for(lambda: any("is now MASTER" in line for line in state_log(lab, "k3s-lb-02")[seen_next:]), 10)
         probe.wait_for(lambda: booted(lab, "k3s-lb-01") and holders(lab) == ["k3s-lb-01"], 30, interval=0.2)
-        time.sleep(1)
+        load.served()  # through the VIP on its home again
         result = load.stop()
     after = [re.search(r"is now (\w+)", line).group(1) for line in state_log(lab, "k3s-lb-01")[seen:]]
     # keepalived starts after haproxy-watch has seen HAProxy serve (and with the track file
     # failed until then, init_file 1): it comes up BACKUP or FAULT, and wins the VIP back.
     assert after and after[0] in ("BACKUP", "FAULT") and after[-1] == "MASTER", after
-    assert start_order(lab, "k3s-lb-01") == ["rsyslogd", "haproxy", "haproxy-watch", "keepalived"]
-    assert len(result["outages"]) <= 2 and max(result["outages"], default=0) < 1.5, result
+    assert start_order(lab, "k3s-lb-01") == list(SERVICES)
+    # The VIP leaving and coming back; how long each lasts is bench/operator_bench.py's figure.
+    assert len(result["outages"]) <= 2, result
     lab.preview(expect_no_changes=True)

@@ -86,11 +86,13 @@ def test_a_certificate_rotated_under_load_fails_no_request_and_the_new_serial_is
     before = served_serial(lab)
     tlsca.issue_for(lab.tls_dir, lab.stack, "www", VIP)  # a new www.pem: what a user's renewal does
     with probe.Load(lab, f"https://{VIP}/", workers=2, interval=0.005, cafile=ca(lab)) as load:
+        load.served()
         outcome = lab.up()
+        load.served()  # after the last node's swap too
         result = load.stop()
     applies = [n for n in outcome.executed if n.endswith("apply-haproxy")]
     assert applies == [f"haproxy-ha-{n}-apply-haproxy" for n in ("k3s-lb-03", "k3s-lb-02", "k3s-lb-01")]
-    assert result["failed"] == 0 and result["total"] > 200, result
+    assert result["failed"] == 0 and result["ok"] > 0, result
     after = served_serial(lab)
     assert after != before
     assert all(node_cert(lab, n) == node_cert(lab, "k3s-lb-01") for n in SLOTS)

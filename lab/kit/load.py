@@ -3,7 +3,8 @@
     python3 -m lab.kit.load URL --seconds S [--max-requests N] [--keepalive] [--workers W]
 
 Sends requests until SIGTERM, the time limit or the request cap, whichever comes first, then
-prints one JSON line: totals, failures, and the outages seen (first failure to first success).
+prints one JSON line: (after `{"event": "started"}` and `{"event": "progress", ...}` lines as
+requests complete) totals, failures, and the outages seen (first failure to first success).
 """
 
 from __future__ import annotations
@@ -119,8 +120,13 @@ def main() -> None:
     for t in threads:
         t.start()
     print(json.dumps({"event": "started"}), flush=True)
+    said = (0, 0)
     while not stop.is_set() and time.monotonic() - started < args.seconds and any(t.is_alive() for t in threads):
         stop.wait(0.05)
+        # Progress, for a test that waits for clients to be served (never for a fixed time).
+        if (stats.ok, stats.failed) != said:
+            said = (stats.ok, stats.failed)
+            print(json.dumps({"event": "progress", "ok": said[0], "failed": said[1]}), flush=True)
     stop.set()
     for t in threads:
         t.join(timeout=args.timeout + 1)

@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -106,12 +107,32 @@ class Load:
             argv += ["--cafile", cafile]
         self.proc = subprocess.Popen(argv, cwd=PROJECT_DIR, stdout=subprocess.PIPE, text=True)
         assert json.loads(self.proc.stdout.readline())["event"] == "started"  # type: ignore[union-attr]
+        # Requests answered so far (the load's progress lines), for waiting on clients being served.
+        self.ok = 0
+        self._summary: dict | None = None
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        for line in self.proc.stdout:  # type: ignore[union-attr]
+            said = json.loads(line)
+            if said.get("event") == "progress":
+                self.ok = said["ok"]
+            else:
+                self._summary = said
+
+    def served(self, more: int = 10, timeout: float = 10) -> None:
+        """Wait until `more` requests beyond those so far were answered."""
+        target = self.ok + more
+        wait_for(lambda: self.ok >= target, timeout)
 
     def stop(self) -> dict:
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
-        out, _ = self.proc.communicate(timeout=30)
-        return json.loads(out.strip().splitlines()[-1])
+        self.proc.wait(timeout=30)
+        self._reader.join(timeout=30)
+        assert self._summary is not None, "the load printed no summary"
+        return self._summary
 
     def __enter__(self) -> Load:
         return self
