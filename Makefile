@@ -4,7 +4,7 @@ PY := .venv/bin/python
 STACK ?= prod
 OUT ?= /tmp/haproxy-ha-render
 # Debian packages the tests and the lab use (the real daemons, sshd, OpenRC, script checkers).
-APT_PACKAGES := haproxy keepalived openssh-server openrc shellcheck busybox iproute2 openssl curl procps rsyslog logrotate qemu-guest-agent debootstrap ca-certificates
+APT_PACKAGES := haproxy keepalived nftables openssh-server openrc shellcheck busybox iproute2 openssl curl procps rsyslog logrotate qemu-guest-agent debootstrap ca-certificates
 
 .PHONY: setup system-packages venv toolchain scanners env debian13-root test lint render lab lab-down lab-preview lab-ssh sim sim-down sim-preview bench
 

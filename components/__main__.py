@@ -35,6 +35,7 @@ from .files.validate import (
     check_haproxy,
     check_keepalived,
     check_logrotate,
+    check_nftables,
     check_openrc,
     check_python,
     check_rsyslog,
@@ -88,6 +89,8 @@ def check_file(f: RenderedFile, node_files: tuple[RenderedFile, ...], cluster: C
         return [check_logrotate(f.text)]
     if f.name == "haproxy-watch":
         return [check_python(f)]
+    if f.name == "nftables.nft":
+        return [check_nftables(f)]
     if f.name.endswith(".initd"):
         return [check_openrc(f)]
     if f.name.endswith(".sh"):

@@ -18,6 +18,7 @@ from .files.render import (
     ticket_keys_file,
 )
 from .machines import Machine
+from .model.firewall import CONFIRM_DIAL_ATTEMPTS
 from .model.model import Cluster, Node, content_hash
 from .nodestate.live import sha256, sshd_block_hash
 from .nodestate.provider import NodeState
@@ -116,7 +117,20 @@ class HaNode(pulumi.ComponentResource):
             )
 
         by_name = {f.name: f for f in files}
-        applies: list[pulumi.CustomResource] = []
+        # The firewall first, on probation: the node loads its previous rules again unless the
+        # confirm step, over a new SSH connection (its own dial), gets through in time. Every
+        # later step, and the next node, waits for that confirmation.
+        fw_files = ("nftables.nft", "nftables.initd")
+        apply_firewall = command(
+            "apply-firewall", [*(staged[f] for f in fw_files), *args.after],
+            create=f"sh -s -- firewall={content_hash(*(by_name[f].identity for f in fw_files))}",
+            stdin=scripts["apply-firewall.sh"],
+        )
+        confirm_firewall = command(
+            "confirm-firewall", [apply_firewall], connection=connection(CONFIRM_DIAL_ATTEMPTS),
+            create="sh -s", stdin=scripts["confirm-firewall.sh"],
+        )
+        applies: list[pulumi.CustomResource] = [apply_firewall, confirm_firewall]
         for svc in service_applies(cluster):
             svc_hash = content_hash(*(identity(by_name[a.name]) for a in svc.files))
             applies.append(
@@ -169,7 +183,9 @@ def node_state_props(cluster: Cluster, node: Node, files: tuple, stdin_of: dict,
     # The read compares plain sha256s; those of files holding secrets stay secret in the state.
     hashes = {f.name: pulumi.Output.secret(pulumi.Output.from_input(stdin_of[f.name]).apply(sha256)) if f.secret
               else sha256(f.text) for f in files}
-    steps = [{"name": "bootstrap", "service": "sshd_config", "files": []}] + [
+    steps = [{"name": "bootstrap", "service": "sshd_config", "files": []},
+             {"name": "apply-firewall", "service": "firewall", "files": ["nftables.nft", "nftables.initd"],
+              "confirm": "confirm-firewall"}] + [
         {"name": f"apply-{svc.name}", "service": svc.name, "files": [a.name for a in svc.files]} for svc in services
     ]
     return {
@@ -193,6 +209,7 @@ def node_state_props(cluster: Cluster, node: Node, files: tuple, stdin_of: dict,
         "probe": render_probe(cluster, node, files),
         "steps": steps,
         "scripts": {"bootstrap": scripts["bootstrap.sh"],
+                    "apply-firewall": scripts["apply-firewall.sh"], "confirm-firewall": scripts["confirm-firewall.sh"],
                     **{f"apply-{svc.name}": scripts[f"apply-{svc.name}.sh"] for svc in services},
                     # Run when the node leaves (NodeState's delete): its VIPs go before its machine.
                     "leave": scripts["leave.sh"]},

@@ -205,9 +205,10 @@ def _node_init(node_dir: Path, name: str) -> str:
         busybox syslogd -t
         # As on the Alpine image (openssh-server-pam): the daemon is sshd.pam, /run/sshd.pid.
         /usr/sbin/sshd.pam
-        # A reboot: OpenRC starts the default runlevel, what the program enabled, in its order.
+        # A reboot: OpenRC starts the boot runlevel (the firewall), then the default one, what the
+        # program enabled, in its order.
         if [ "${{1:-}}" = boot ]; then
-            (openrc default > /var/log/openrc-boot.log 2>&1 &)
+            ( (openrc boot; openrc default) > /var/log/openrc-boot.log 2>&1 &)
         fi
         exec python3 -c '{reaper}'
         """

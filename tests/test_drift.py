@@ -42,6 +42,8 @@ def test_drift_is_shown_restored_by_one_up_and_a_second_up_touches_nothing(lab):
     probe.node_exec(node_ns(lab, "k3s-lb-03"), "rc-service keepalived stop")
     probe.wait_for(lambda: not probe.main_pids(node_ns(lab, "k3s-lb-03"), "keepalived"), 10)
     probe.node_exec(node_ns(lab, "k3s-lb-01"), "rm /etc/keepalived/check_haproxy.sh")
+    probe.node_exec(node_ns(lab, "k3s-lb-01"), "nft flush ruleset")
+    probe.node_exec(node_ns(lab, "k3s-lb-02"), "nft add rule inet haproxy_ha input tcp dport 2222 accept")
 
     preview = lab.preview()
     drift = preview.drift()
@@ -50,6 +52,8 @@ def test_drift_is_shown_restored_by_one_up_and_a_second_up_touches_nothing(lab):
         ("k3s-lb-02", "haproxy: not enabled at boot"),
         ("k3s-lb-03", "keepalived: not running"),
         ("k3s-lb-01", "check_haproxy.sh: missing on the node"),
+        ("k3s-lb-01", "firewall: not loaded (the node accepts everything)"),
+        ("k3s-lb-02", "firewall: its rules were changed on the node"),
     ]:
         assert item in drift[node], f"{node}: {item} not in {drift}"
     assert preview.ops() == {f"haproxy-ha-{n}-state": "update" for n in SLOTS}, preview.ops()
@@ -64,6 +68,12 @@ def test_drift_is_shown_restored_by_one_up_and_a_second_up_touches_nothing(lab):
     assert probe.node_exec(node_ns(lab, "k3s-lb-02"), "test -e /etc/runlevels/default/haproxy").returncode == 0
     assert probe.main_pids(node_ns(lab, "k3s-lb-03"), "keepalived")
     assert probe.node_exec(node_ns(lab, "k3s-lb-01"), "test -x /etc/keepalived/check_haproxy.sh").returncode == 0
+    for node in ("k3s-lb-01", "k3s-lb-02"):
+        # The rules as rendered again, confirmed over a new connection (no guard left waiting).
+        rules = probe.node_exec(node_ns(lab, node), "nft list table inet haproxy_ha").stdout
+        assert "policy drop" in rules and "2222" not in rules, node
+        assert probe.node_exec(node_ns(lab, node), "test -e /run/haproxy-ha/firewall-pending",
+                               check=False).returncode == 1, node
     probe.wait_for(lambda: holders(lab) == ["k3s-lb-01"], 15)
 
     # A keepalived reload replaces its VRRP child a moment after the restore: wait for quiet.

@@ -94,6 +94,10 @@ BAD = [
     ("missing cluster", ("haproxy-ha:cluster",), None, "haproxy-ha:cluster", "required"),
     ("bad ssh key", ("haproxy-ha:sshPublicKey",), "AAAA; rm -rf /", "haproxy-ha:sshPublicKey", "not allowed"),
     ("bad platform", ("haproxy-ha:platform",), "docker", "haproxy-ha:platform", "proxmox"),
+    ("admin network with host bits", (C, "adminNetworks"), ["172.18.10.5/24"], f"{C}.adminNetworks[0]", "host bits set: the network is 172.18.10.0/24"),
+    ("admin network a name", (C, "adminNetworks"), ["bastion.example.lan"], f"{C}.adminNetworks[0]", "not an IPv4 or IPv6 network"),
+    ("no admin network", (C, "adminNetworks"), [], f"{C}.adminNetworks", "at least 1"),
+    ("frontend source /33", (H, "frontends", 2, "sources"), ["10.0.0.0/33"], f"{H}.frontends[2].sources[0]", "not an IPv4 or IPv6 network"),
     ("custom image without checksum", ("haproxy-ha:vm", "imageUrl"), "https://example.org/a.qcow2", "haproxy-ha:vm.imageChecksum", "sha512"),
 ]
 
@@ -213,3 +217,43 @@ def test_the_stack_warns_when_its_image_is_past_support():
     cfg["haproxy-ha:vm"] = {**cfg["haproxy-ha:vm"], "imageUrl": old, "imageChecksum": "ab" * 64}
     cluster = build_cluster("prod", {k: v for k, v in cfg.items() if k.startswith("haproxy-ha:")}, Secrets("x" * 8))
     assert any("end of support on 2026-11-01" in w for w in cluster.warnings)
+
+
+def test_without_admin_networks_the_admin_ports_are_open_to_the_nodes_subnet_with_a_warning(prod):
+    from components.files.render import render_node
+    del prod[C]["adminNetworks"]
+    cluster = build_cluster("prod", prod, SECRETS)
+    assert any(w.startswith(f"{C}.adminNetworks is not set: SSH and the stats page stay open to 172.18.10.0/24")
+               for w in cluster.warnings), cluster.warnings
+    ruleset = next(f for f in render_node(cluster, cluster.nodes[0]) if f.name == "nftables.nft").text
+    assert "elements = { 172.18.10.0/24 }" in ruleset
+    assert "ip saddr @admin4 tcp dport { 22, 8404 } accept" in ruleset
+
+
+def test_the_firewall_opens_what_the_config_says_and_takes_vrrp_from_the_peers_only(prod):
+    from components.files.render import render_node
+    cluster = build_cluster("prod", prod, SECRETS)
+    assert not any("adminNetworks" in w for w in cluster.warnings)
+    ruleset = next(f for f in render_node(cluster, cluster.node("k3s-lb-02")) if f.name == "nftables.nft").text
+    assert "policy drop;" in ruleset
+    assert "elements = { 172.18.10.5/32, 172.18.20.0/24 }" in ruleset  # cluster.adminNetworks
+    assert "elements = { 172.18.10.11, 172.18.10.13 }" in ruleset  # the peers of k3s-lb-02, not itself
+    assert 'iifname "eth0" ip protocol 112 ip saddr @peers4 ip ttl 255 accept' in ruleset
+    assert "        tcp dport 5000 accept" in ruleset  # everyone
+    assert "ip saddr @frontend2_4 tcp dport 3306 accept" in ruleset  # mysql: its sources only
+    assert "elements = { 10.0.0.0/24 }" in ruleset
+    assert "tcp dport 3306 accept" not in ruleset.replace("@frontend2_4 tcp dport 3306", "")
+
+
+def test_ipv6_vrrp_is_taken_from_link_local_senders_by_multicast_and_from_the_peers_by_unicast():
+    from components.files.render import render_node
+    aa = stack_config("lab-aa")
+    ruleset = next(f for f in render_node(build_cluster("lab-aa", aa, SECRETS), build_cluster(
+        "lab-aa", aa, SECRETS).nodes[0]) if f.name == "nftables.nft").text
+    assert "meta l4proto 112 ip6 saddr fe80::/10 ip6 hoplimit 255 accept" in ruleset
+    aa[C]["unicast"] = True
+    cluster = build_cluster("lab-aa", aa, SECRETS)
+    ruleset = next(f for f in render_node(cluster, cluster.nodes[0]) if f.name == "nftables.nft").text
+    assert "fe80::/10" not in ruleset
+    assert "elements = { 2001:db8:0:1::12, 2001:db8:0:1::13 }" in ruleset
+    assert "meta l4proto 112 ip6 saddr @peers6 ip6 hoplimit 255 accept" in ruleset

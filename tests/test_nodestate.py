@@ -92,7 +92,7 @@ def test_the_program_declares_one_node_state_per_node_in_rolling_order():
     assert urn["haproxy-ha-k3s-lb-02-state"] in states["haproxy-ha-k3s-lb-01-state"].dependencies
     lb1 = states["haproxy-ha-k3s-lb-01-state"].inputs
     assert lb1["files"]["haproxy.cfg"][0] == "/etc/haproxy/haproxy.cfg"
-    assert [s["name"] for s in lb1["steps"]] == ["bootstrap", "apply-rsyslog", "apply-haproxy",
+    assert [s["name"] for s in lb1["steps"]] == ["bootstrap", "apply-firewall", "apply-rsyslog", "apply-haproxy",
                                                  "apply-haproxy-watch", "apply-keepalived"]
     assert {"privateKey", "texts"} <= states["haproxy-ha-k3s-lb-01-state"].secret_inputs
     # Stack outputs: where the VIPs are and what drifted, per node, as of the last refresh.

@@ -73,14 +73,21 @@ def test_apply_order_backups_first_holder_last_each_gated_on_the_previous(prod_r
     for prev, node in zip(order, order[1:], strict=False):
         # Every apply step waits for every apply step of the previous node: an unchanged
         # dependency holds nothing up, so one gate alone would not order a change to the other.
-        for step in ("apply-rsyslog", "apply-haproxy", "apply-keepalived"):
-            for gate in ("apply-rsyslog", "apply-haproxy", "apply-keepalived"):
+        # (confirm-firewall follows its own node's apply-firewall, which is gated so.)
+        steps = ("apply-firewall", "confirm-firewall", "apply-rsyslog", "apply-haproxy", "apply-keepalived")
+        for step in (s for s in steps if s != "confirm-firewall"):
+            for gate in steps:
                 assert urn[f"haproxy-ha-{prev}-{gate}"] in deps[f"haproxy-ha-{node}-{step}"], (node, step, gate)
-    assert not any("apply" in d for d in map(str, deps["haproxy-ha-k3s-lb-03-apply-rsyslog"]))
-    assert {d.rsplit("::", 1)[1] for d in deps["haproxy-ha-k3s-lb-03-apply-haproxy"] if "apply" in d} == {
-        "haproxy-ha-k3s-lb-03-apply-rsyslog"
-    }, "the first node waits only for its own log socket"
+    assert not any("firewall" in d or "apply" in d for d in map(str, deps["haproxy-ha-k3s-lb-03-apply-firewall"]))
+    first_haproxy = deps["haproxy-ha-k3s-lb-03-apply-haproxy"]
+    assert {d.rsplit("::", 1)[1] for d in first_haproxy if "firewall" in d or "apply" in d} == {
+        "haproxy-ha-k3s-lb-03-apply-firewall", "haproxy-ha-k3s-lb-03-confirm-firewall",
+        "haproxy-ha-k3s-lb-03-apply-rsyslog",
+    }, "the first node waits only for its own firewall and log socket"
     for node in order:
+        # The firewall is confirmed over a new connection before anything else is applied.
+        assert urn[f"haproxy-ha-{node}-apply-firewall"] in deps[f"haproxy-ha-{node}-confirm-firewall"]
+        assert urn[f"haproxy-ha-{node}-confirm-firewall"] in deps[f"haproxy-ha-{node}-apply-rsyslog"]
         # rsyslog's socket exists before HAProxy logs; HAProxy serves before keepalived holds the VIP.
         assert urn[f"haproxy-ha-{node}-apply-rsyslog"] in deps[f"haproxy-ha-{node}-apply-haproxy"]
         assert urn[f"haproxy-ha-{node}-apply-haproxy"] in deps[f"haproxy-ha-{node}-apply-keepalived"]

@@ -33,7 +33,8 @@ def booted(lab, node: str) -> bool:
         probe.node_exec(ns, "cat /run/haproxy-down", check=False).stdout.strip() == "0"
 
 
-SERVICES = ("rsyslog", "haproxy", "haproxy-watch", "keepalived")
+# The firewall (boot runlevel) is up before anything serves.
+SERVICES = ("nftables", "rsyslog", "haproxy", "haproxy-watch", "keepalived")
 
 
 def start_order(lab, node: str) -> list[str]:

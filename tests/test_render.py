@@ -118,8 +118,9 @@ def test_scripts_pass_busybox_and_shellcheck(stack):
     node = cluster.nodes[0]
     scripts = [f for f in render_node(cluster, node) if f.name.endswith(".sh")]
     scripts += [RenderedFile(n, n, "0755", t, False) for n, t in render_scripts(cluster, node).items()]
-    # notify, check, bootstrap, install, apply-{rsyslog,haproxy,haproxy-watch,keepalived}, ready, leave
-    assert len(scripts) == 10
+    # notify, check, bootstrap, install, apply- and confirm-firewall,
+    # apply-{rsyslog,haproxy,haproxy-watch,keepalived}, ready, leave
+    assert len(scripts) == 12
     for f in scripts:
         result = check_shell(f)
         assert result.status == "ok", f"{f.name}: {result.detail}"

@@ -12,7 +12,7 @@ from typing import Annotated, Literal
 from pydantic import Field, StringConstraints, model_validator
 
 from .errors import KeyError_, unique
-from .fields import HostName, InterfaceName, Name, Port, Spec, SshPublicKey
+from .fields import HostName, InterfaceName, Name, Network, Port, Spec, SshPublicKey
 
 Interface = ipaddress.IPv4Interface | ipaddress.IPv6Interface
 
@@ -95,6 +95,10 @@ class ClusterSpec(Spec):
     nodes: Annotated[list[NodeSpec], Field(min_length=2, max_length=100)]
     # Where the program's SSH connections jump to reach the nodes; absent: a direct connection.
     bastion: BastionSpec | None = None
+    # Who may reach the nodes' SSH and stats page (with the metrics); the node firewall drops
+    # everyone else there. List where `pulumi` connects from (the bastion, your workstation) and
+    # your monitoring. Absent: the nodes' own subnets, with a warning at every preview.
+    admin_networks: Annotated[list[Network], Field(min_length=1, max_length=64)] | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> ClusterSpec:

@@ -55,6 +55,18 @@ def _endpoint(value: str) -> str:
     return value
 
 
+def _network(value: str) -> str:
+    """An IPv4 or IPv6 network as a firewall rule takes it (one host: its /32 or /128)."""
+    try:
+        return str(ipaddress.ip_network(value))
+    except ValueError as exc:
+        if "host bits set" in str(exc):
+            net = ipaddress.ip_network(value, strict=False)
+            raise ValueError(f"host bits set: the network is {net}; one host is "
+                             f"{value.split('/')[0]}/{net.max_prefixlen}") from None
+        raise ValueError("not an IPv4 or IPv6 network (like 192.0.2.0/24 or 2001:db8::/48)") from None
+
+
 def _bind(value: str) -> str:
     """`*:port`, `IPv4:port` or `[IPv6]:port`."""
     if value.startswith("*:"):
@@ -68,6 +80,9 @@ def _bind(value: str) -> str:
 
 Endpoint = Annotated[str, AfterValidator(_endpoint)]
 Bind = Annotated[str, AfterValidator(_bind)]
+# A network as a firewall rule takes it: `192.0.2.0/24`, `2001:db8::/48`; one host alone: its
+# address (`192.0.2.7`, the same as /32).
+Network = Annotated[str, AfterValidator(_network)]
 
 
 class Spec(BaseModel):

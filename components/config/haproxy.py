@@ -11,7 +11,7 @@ from pydantic import AfterValidator, ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
 
 from .errors import KeyError_, unique
-from .fields import _PATH_RE, Bind, Duration, Endpoint, HostPattern, Name, PathPart, Port, Spec
+from .fields import _PATH_RE, Bind, Duration, Endpoint, HostPattern, Name, Network, PathPart, Port, Spec
 from .rawlines import ExtraSection, ProxyLine
 
 
@@ -151,6 +151,8 @@ class FrontendSpec(Spec):
     timeouts: FrontendTimeouts = FrontendTimeouts()
     # Raw HAProxy lines added to the frontend as they are (not bind, mode or log).
     extra: list[ProxyLine] = Field(default_factory=list)
+    # Who may connect: the node firewall opens the port to these networks only. Absent: everyone.
+    sources: Annotated[list[Network], Field(min_length=1, max_length=256)] | None = None
 
     @model_validator(mode="after")
     def _shape(self) -> FrontendSpec:

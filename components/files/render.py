@@ -15,6 +15,7 @@ import jinja2
 from ..config.alpine import repositories
 from ..config.tls import ticket_keys
 from ..model import proxies
+from ..model.firewall import CONFIRM_SECONDS, firewall
 from ..model.model import PACKAGES, Cluster, Node
 from .redact import redact
 
@@ -56,6 +57,16 @@ class Paths:
     # Ours instead of the package's: its `reload` is the master-worker one (templates/haproxy.initd.j2).
     haproxy_initd: str = "/etc/init.d/haproxy"
     keepalived_initd: str = "/etc/init.d/keepalived"
+    # The node's whole ruleset (ours, in place of the package's), and our OpenRC script for it.
+    nftables_conf: str = "/etc/nftables.nft"
+    nftables_initd: str = "/etc/init.d/nftables"
+    # A new ruleset on probation (loaded, not yet the boot file), and what the node goes back to
+    # unless a new SSH connection confirms it in time.
+    firewall_probation: str = "/var/lib/haproxy-ha/firewall-probation.nft"
+    firewall_previous: str = "/var/lib/haproxy-ha/firewall-previous.nft"
+    firewall_pending: str = "/run/haproxy-ha/firewall-pending"
+    # The hash of the ruleset as last loaded (`nft -s list table`): a later difference is drift.
+    firewall_loaded: str = "/run/haproxy-ha/firewall-loaded"
     rsyslog_conf: str = "/etc/rsyslog.conf"
     rsyslog_pidfile: str = "/run/rsyslogd.pid"
     logrotate_haproxy: str = "/etc/logrotate.d/haproxy"
@@ -164,6 +175,8 @@ def render_node(
         return env.get_template(template).render(ctx)
 
     return tls_files(cluster, paths) + (
+        firewall_file(cluster, node, paths, template_dir),
+        RenderedFile("nftables.initd", paths.nftables_initd, "0755", render("nftables.initd.j2"), secret=False),
         RenderedFile("rsyslog.conf", paths.rsyslog_conf, "0644", render("rsyslog.conf.j2"), secret=False),
         RenderedFile(
             "logrotate-haproxy", paths.logrotate_haproxy, "0644", render("logrotate-haproxy.j2"), secret=False
@@ -187,6 +200,14 @@ def render_node(
             "check_haproxy.sh", paths.check_script, "0755", render("scripts/check_haproxy.sh.j2"), secret=False
         ),
     )
+
+
+def firewall_file(cluster: Cluster, node: Node, paths: Paths = PATHS, template_dir: Path | None = None) -> RenderedFile:
+    """The node's nftables ruleset (components/model/firewall.py decides it)."""
+    env = _environment(template_dir or TEMPLATES)
+    text = env.get_template("nftables.nft.j2").render(
+        stack=cluster.stack, node=node, fw=firewall(cluster.spec.cluster, cluster.spec.haproxy, node.name))
+    return RenderedFile("nftables.nft", paths.nftables_conf, "0644", text, secret=False)
 
 
 def tls_files(cluster: Cluster, paths: Paths = PATHS) -> tuple[RenderedFile, ...]:
@@ -359,6 +380,11 @@ def render_scripts(
     services = service_applies(cluster, paths, template_dir)
     for svc in services:
         scripts[f"apply-{svc.name}.sh"] = env.get_template("scripts/apply.sh.j2").render(base, svc=svc)
+    # The firewall: applied on probation, confirmed over a new SSH connection.
+    ruleset = firewall_file(cluster, node, paths, template_dir).text
+    for step in ("apply-firewall", "confirm-firewall"):
+        scripts[f"{step}.sh"] = env.get_template(f"scripts/{step}.sh.j2").render(
+            base, seconds=CONFIRM_SECONDS, want=hashlib.sha256(ruleset.encode()).hexdigest())
     scripts["ready.sh"] = env.get_template("scripts/ready.sh.j2").render(base, services=services, seconds=READY_SECONDS)
     scripts["leave.sh"] = env.get_template("scripts/leave.sh.j2").render(
         base, keepalived=next(s for s in services if s.name == "keepalived"), interface=cluster.spec.cluster.interface,

@@ -238,6 +238,23 @@ def check_openrc(script: RenderedFile) -> CheckResult:
     return skipped or (CheckResult("sh -n", "failed", out) if code else CheckResult("sh -n", "ok"))
 
 
+def check_nftables(ruleset: RenderedFile) -> CheckResult:
+    """`nft -c -f`: nft parses the ruleset and the kernel checks the transaction without
+    committing it. As root it runs in a scratch network namespace, so this machine's own
+    ruleset is never involved; without root nothing judges it."""
+    binary = shutil.which("nft")
+    if not binary:
+        return CheckResult("nft -c", "skipped", "nft not installed (Debian's nftables package)")
+    if os.geteuid() != 0 or not shutil.which("unshare"):
+        return CheckResult("nft -c", "skipped", "nft -c needs root (a scratch network namespace)")
+    tool = f"nft {_version((binary, '--version'))} -c".replace("nft  -c", "nft -c")
+    with tempfile.TemporaryDirectory(prefix="haproxy-ha-check-") as tmp:
+        path = Path(tmp, ruleset.name)
+        path.write_text(ruleset.text)
+        code, out = _run(["unshare", "--net", binary, "-c", "-f", str(path)])
+    return CheckResult(tool, "failed", out or f"exit status {code}") if code else CheckResult(tool, "ok")
+
+
 def check_raw_lines(cluster, daemons: Daemons = HOST) -> str | None:
     """The raw HAProxy lines (`extra`, `extraSections`) judged where the program runs, when HAProxy
     is installed there: `haproxy -c` on the first node's haproxy.cfg. A raw line it rejects is one

@@ -21,6 +21,7 @@ from ..config.schema import StackSpec, load_stack
 from ..config.tls import KEY as TLS_KEY
 from ..config.tls import WARN_DAYS, Certificate, load_certificates
 from . import detection, proxies
+from .firewall import admin_warning
 from .sha512crypt import derived_salt, sha512_crypt
 from .vrrp import GroupOnNode, node_groups, preferred_holders
 
@@ -63,8 +64,9 @@ class Secrets:
 
 # What every node installs, on the VMs (apk) and in the lab (apt) alike. rsyslog receives
 # HAProxy's logs inside its chroot; logrotate rotates them; python3 runs haproxy-watch;
-# ca-certificates is the trust store of backends with tls.ca: system.
-PACKAGES = ("haproxy", "keepalived", "rsyslog", "logrotate", "python3", "qemu-guest-agent", "ca-certificates")
+# ca-certificates is the trust store of backends with tls.ca: system; nftables is the node firewall.
+PACKAGES = ("haproxy", "keepalived", "nftables", "rsyslog", "logrotate", "python3", "qemu-guest-agent",
+            "ca-certificates")
 
 
 @dataclass(frozen=True)
@@ -215,6 +217,8 @@ def build_cluster(stack: str, config: Mapping[str, Any], secrets: Secrets, now: 
         f"{TLS_KEY}.{c.name}: expires on {c.not_after:%Y-%m-%d %H:%M} UTC, in less than {WARN_DAYS} days; renew it"
         for c in certificates.values() if c.expires_within(WARN_DAYS, now)
     )
+    open_admin = admin_warning(spec.cluster)
+    warnings += (open_admin,) if open_admin else ()
     if spec.platform == "proxmox":
         past_support = support_warning(spec.vm.image_url, now.date())
         warnings += (past_support,) if past_support else ()

@@ -4,8 +4,9 @@ scripts' shell library (templates/scripts/probe.sh.j2); provider.py runs it over
 
 What is read: the sha256 of every managed file, whether each daemon runs and runs files no
 older than itself (a file changed after the daemon last (re)loaded means it runs an older
-version), whether it starts at boot, the hash of sshd's managed block, and the VRRP state of
-every instance with the addresses the node holds. The probe only reads: it never changes a node.
+version), whether it starts at boot, the hash of sshd's managed block, whether the firewall's
+rules are loaded as last applied (and at boot), and the VRRP state of every instance with the
+addresses the node holds. The probe only reads: it never changes a node.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ class Desired:
     files: dict[str, tuple[str, str]]  # name -> (path on the node, sha256)
     services: tuple[ServiceWant, ...]
     sshd_block: str  # sha256 of the `# BEGIN haproxy-ha` block bootstrap writes
+    firewall: bool = False  # the node firewall is managed (nftables.nft)
 
 
 @dataclass
@@ -41,6 +43,11 @@ class Live:
     sshd_block: str = ""
     vrrp: dict[str, str] = field(default_factory=dict)  # instance -> MASTER/BACKUP/FAULT
     addresses: list[str] = field(default_factory=list)
+    # The firewall's table as loaded now and as last loaded by us (hashes of `nft -s list
+    # table`; "none": not there), and whether it loads at boot.
+    firewall_now: str = "none"
+    firewall_loaded: str = "none"
+    firewall_at_boot: bool = False
 
 
 def sha256(text: str) -> str:
@@ -69,6 +76,9 @@ def parse_probe(output: str) -> Live:
             live.vrrp[parts[0]] = parts[1]
         elif kind == "addr" and parts:
             live.addresses.append(parts[0])
+        elif kind == "firewall" and len(parts) == 3:
+            live.firewall_now, live.firewall_loaded = parts[0], parts[1]
+            live.firewall_at_boot = parts[2] == "yes"
     return live
 
 
@@ -91,6 +101,13 @@ def drift(desired: Desired, live: Live) -> list[str]:
             out.append(f"{svc.name}: runs an older version of its files (not reloaded)")
         if not live.enabled.get(svc.name, False):
             out.append(f"{svc.name}: not enabled at boot")
+    if desired.firewall:
+        if live.firewall_now == "none":
+            out.append("firewall: not loaded (the node accepts everything)")
+        elif live.firewall_now != live.firewall_loaded:
+            out.append("firewall: its rules were changed on the node")
+        if not live.firewall_at_boot:
+            out.append("firewall: not loaded at boot")
     if live.sshd_block != desired.sshd_block:
         out.append("sshd_config: the hardening block changed")
     return out

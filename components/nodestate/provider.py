@@ -15,6 +15,7 @@ import pulumi
 from pulumi.dynamic import CreateResult, DiffResult, ReadResult, ResourceProvider, UpdateResult
 
 from ..files.redact import redact_secrets
+from ..model.firewall import CONFIRM_DIAL_ATTEMPTS
 from ..remote import ssh
 from .live import Desired, Live, ServiceWant, drift, parse_probe
 
@@ -25,6 +26,7 @@ def _desired(props: dict[str, Any]) -> Desired:
         services=tuple(ServiceWant(s["name"], s["pidfile"], s["comm"], tuple(s["files"]), s["worker"])
                        for s in props["services"]),
         sshd_block=props["sshdBlock"],
+        firewall="apply-firewall" in props["scripts"],
     )
 
 
@@ -89,7 +91,26 @@ def restore(props: dict[str, Any]) -> Live | None:
         code, out, err = run(client, "sh -s -- force", props["scripts"][step["name"]])
         if code:
             raise RuntimeError(f"{props['host']}: {step['name']} failed (rolled back): {_said(err or out)}")
+        if step.get("confirm"):
+            client = confirm(props, client, step["confirm"])
     return None
+
+
+def confirm(props: dict[str, Any], client, script: str):
+    """A step on probation (the firewall) is confirmed over a new SSH connection: the old one
+    is dropped, and the new one, which the new rules must let in, runs `script`. Returns it."""
+    target = ssh.Target.from_props(props)
+    ssh.forget(target, client)
+    try:
+        fresh = _connect(props, attempts=CONFIRM_DIAL_ATTEMPTS)
+    except Exception as exc:  # noqa: BLE001 - shut out: the node goes back to its previous rules
+        raise RuntimeError(f"{props['host']}: no new SSH connection got through its new firewall "
+                           f"({type(exc).__name__}), so the node loads its previous rules again by itself; "
+                           "does haproxy-ha:cluster.adminNetworks hold the address pulumi connects from?") from exc
+    code, out, err = run(fresh, "sh -s", props["scripts"][script])
+    if code:
+        raise RuntimeError(f"{props['host']}: {script} failed: {_said(err or out)}")
+    return fresh
 
 
 def _said(output: str) -> str:
