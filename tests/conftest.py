@@ -79,11 +79,6 @@ requires_daemons = pytest.mark.skipif(
 requires_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
 
 
-@pytest.hookimpl(optionalhook=True)
-def pytest_testnodedown(node, error):
-    VALIDATED.update(getattr(node, "workeroutput", {}).get("validated", {}))
-
-
 def pytest_terminal_summary(terminalreporter):
     skipped = terminalreporter.stats.get("skipped", [])
     terminalreporter.write_line(f"skipped checks: {len(skipped)}")
@@ -94,24 +89,8 @@ def pytest_terminal_summary(terminalreporter):
         terminalreporter.write_line(f"configs accepted by the real daemons: {parts}")
 
 
-# Test files that run in a process of their own beside the others (`make test`: pytest -n 2
-# --dist loadgroup). The sim makes its own namespaces, stacks and PVE daemon under names of its
-# own, so it never meets the lab's; every other file stays in one process, in file order, as the
-# lab's scenario modules share the lab's namespace names.
-OWN_PROCESS = {"test_sim.py": "sim"}
-
-
-def pytest_collection_modifyitems(items):
-    for item in items:
-        item.add_marker(pytest.mark.xdist_group(OWN_PROCESS.get(item.path.name, "main")))
-
-
 def pytest_sessionfinish(session, exitstatus):
-    """With HAPROXY_HA_NO_SKIPS=1 (CI), a skipped check fails the run: a skip is never a pass.
-    Under xdist, a worker hands its daemon-check counts to the controller, which prints them."""
-    workeroutput = getattr(session.config, "workeroutput", None)
-    if workeroutput is not None:
-        workeroutput["validated"] = dict(VALIDATED)
+    """With HAPROXY_HA_NO_SKIPS=1 (CI), a skipped check fails the run: a skip is never a pass."""
     reporter = session.config.pluginmanager.get_plugin("terminalreporter")
     skipped = reporter.stats.get("skipped", []) if reporter else []
     if os.environ.get("HAPROXY_HA_NO_SKIPS") == "1" and skipped and session.exitstatus == 0:
