@@ -82,7 +82,7 @@ def check_file(f: RenderedFile, node_files: tuple[RenderedFile, ...], cluster: C
         keys = haproxy_line_keys(cluster)  # a raw line HAProxy rejects is named by its key
         return [check_haproxy(f.text, daemons, node_files, keys) for daemons in daemon_sets]
     if f.name == "keepalived.conf":
-        return [check_keepalived(f, scripts, cluster.spec.cluster.interface, daemons) for daemons in daemon_sets]
+        return [check_keepalived(f, scripts, cluster.interfaces, daemons) for daemons in daemon_sets]
     if f.name == "rsyslog.conf":
         return [check_rsyslog(f.text)]
     if f.name == "logrotate-haproxy":

@@ -28,6 +28,16 @@ def lab_prefix(stack: str) -> str:
     return "hha-" + "".join(c for c in stack.lower() if c.isalnum())[:12]
 
 
+def lab_nic_args(spec, index: int, v6: bool) -> list[str]:
+    """node-up's optional arguments: IPv6 address and gateway, then the heartbeat address
+    (only what the stack has, so a stack without them keeps its command)."""
+    node = spec.nodes[index]
+    six = [str(node.address6), str(spec.gateway6)] if v6 and node.address6 else []
+    if node.heartbeat_address is None:
+        return six
+    return [*(six or ["", ""]), str(node.heartbeat_address)]
+
+
 def labctl(*args: str) -> str:
     return "python3 -m lab.labctl " + " ".join(shlex.quote(a) for a in args)
 
@@ -140,12 +150,12 @@ class LabNodes(pulumi.ComponentResource):
             ))
         self.backends = tuple(backends)
         self.machines = {}
-        for node in cluster.nodes:
+        for index, node in enumerate(cluster.nodes):
             resource = command(
                 f"node-{node.name}",
                 labctl("node-up", prefix, host_slot(cluster, str(node.address.ip)), node.name,
                        str(node.address), gateway, cluster.spec.ssh_public_key or "",
-                       *([str(node.address6), str(spec.gateway6)] if v6 and node.address6 else [])),
+                       *lab_nic_args(spec, index, v6)),
                 labctl("node-down", prefix, host_slot(cluster, str(node.address.ip)), node.name),
             )
             self.machines[node.name] = Machine(str(node.address.ip), 22, resource, dial_error_limit=30)

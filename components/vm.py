@@ -38,7 +38,8 @@ def image_volume(cluster: Cluster) -> str:
 def vm_args(cluster: Cluster, index: int) -> dict[str, Any]:
     """The VmLegacy arguments of one node: pure, so tests can read them without Pulumi."""
     spec, vm = cluster.spec, cluster.spec.vm
-    node = cluster.nodes[index]
+    node, node_spec = cluster.nodes[index], cluster.spec.cluster.nodes[index]
+    heartbeat = spec.cluster.heartbeat
     return dict(
         node_name=node.host,
         name=node.name,
@@ -68,7 +69,10 @@ def vm_args(cluster: Cluster, index: int) -> dict[str, Any]:
                 iothread=True,
             )
         ],
-        network_devices=[proxmoxve.VmLegacyNetworkDeviceArgs(bridge=vm.bridge, model="virtio")],
+        network_devices=[proxmoxve.VmLegacyNetworkDeviceArgs(bridge=vm.bridge, model="virtio"),
+                         # The heartbeat network's NIC (the guest's second interface).
+                         *([proxmoxve.VmLegacyNetworkDeviceArgs(bridge=heartbeat.bridge, vlan_id=heartbeat.vlan,
+                                                                model="virtio")] if heartbeat else [])],
         # The Alpine cloud image logs to the serial console.
         serial_devices=[proxmoxve.VmLegacySerialDeviceArgs(device="socket")],
         initialization=proxmoxve.VmLegacyInitializationArgs(
@@ -82,7 +86,10 @@ def vm_args(cluster: Cluster, index: int) -> dict[str, Any]:
                         address=str(node.address6),
                         gateway=str(spec.cluster.gateway6) if spec.cluster.gateway6 else None,
                     ) if node.address6 else None,
-                )
+                ),
+                *([proxmoxve.VmLegacyInitializationIpConfigArgs(
+                    ipv4=proxmoxve.VmLegacyInitializationIpConfigIpv4Args(address=str(node_spec.heartbeat_address)),
+                )] if heartbeat else []),
             ],
             dns=proxmoxve.VmLegacyInitializationDnsArgs(servers=[str(s) for s in spec.cluster.dns]),
             user_account=proxmoxve.VmLegacyInitializationUserAccountArgs(
@@ -172,7 +179,8 @@ class ProxmoxVms(pulumi.ComponentResource):
                     # to a block of zeros, while its read reports no block for a disk PVE
                     # stores without limits (bpg 0.111.1, vm/disk schema.go and disk.go), so
                     # every preview would otherwise propose to add it.
-                    ignore_changes=["macAddresses", "networkDevices[0].macAddress", "disks[0].speed"],
+                    ignore_changes=["macAddresses", "networkDevices[0].macAddress", "networkDevices[1].macAddress",
+                                    "disks[0].speed"],
                 ),
             ),
         )

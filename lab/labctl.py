@@ -147,6 +147,19 @@ def attach(prefix: str, role: str, port: str, address: str, gateway: str | None,
     return ns
 
 
+def attach_heartbeat(prefix: str, ns: str, port: str, address: str) -> None:
+    """eth1 of namespace `ns` on the heartbeat bridge (br1, made with the first), `address` on it."""
+    bridge = netns(prefix, "br")
+    # The nodes come up in parallel: whichever is first makes the bridge, the others find it.
+    sh("ip", "-n", bridge, "link", "add", "br1", "type", "bridge", check=False)
+    sh("ip", "-n", bridge, "link", "set", "br1", "up")
+    sh("ip", "-n", bridge, "link", "add", port, "type", "veth", "peer", "name", "eth1", "netns", ns,
+       "address", mac_for(address))
+    sh("ip", "-n", bridge, "link", "set", port, "master", "br1", "up")
+    sh("ip", "-n", ns, "addr", "add", address, "dev", "eth1")
+    sh("ip", "-n", ns, "link", "set", "eth1", "up")
+
+
 def net_up(prefix: str, gateway_cidr: str, gateway6_cidr: str = "") -> None:
     bridge = netns(prefix, "br")
     if bridge in namespaces(prefix):
@@ -236,9 +249,13 @@ def _sshd_config() -> str:
 
 
 def node_up(prefix: str, index: str, name: str, address: str, gateway: str, public_key: str,
-            address6: str = "", gateway6: str = "") -> None:
+            address6: str = "", gateway6: str = "", heartbeat: str = "") -> None:
+    """A lab node: eth0 on the lab LAN; with `heartbeat` (its address there), eth1 on the lab's
+    heartbeat bridge, which the client namespace is not on (a VM's second NIC)."""
     node_dir = lab_dir(prefix) / "nodes" / name
     network = {"address": address, "gateway": gateway, "address6": address6, "gateway6": gateway6}
+    if heartbeat:
+        network["heartbeat"] = heartbeat
     if running(prefix, f"n{index}", node_dir, network):
         # Made by an earlier run (an interrupted one, or the stack's earlier steps): a machine
         # that is there is not made again.
@@ -284,6 +301,8 @@ def node_up(prefix: str, index: str, name: str, address: str, gateway: str, publ
     (node_dir / "network.json").write_text(json.dumps(network))
 
     ns = attach(prefix, f"n{index}", f"n{index}", address, gateway, address6, gateway6)
+    if heartbeat:
+        attach_heartbeat(prefix, ns, f"h{index}", heartbeat)
     _start(ns, node_dir)
     print(f"lab node {name}: namespace {ns}, {address}, sshd up")
 
@@ -329,6 +348,9 @@ def node_reboot(prefix: str, index: str, name: str) -> None:
     sh("ip", "-n", ns, "route", "replace", "default", "via", net["gateway"])
     if net["gateway6"]:
         sh("ip", "-n", ns, "-6", "route", "replace", "default", "via", net["gateway6"])
+    if net.get("heartbeat"):
+        sh("ip", "-n", ns, "addr", "flush", "dev", "eth1")
+        sh("ip", "-n", ns, "addr", "add", net["heartbeat"], "dev", "eth1")
     _start(ns, node_dir, "boot")
     print(f"lab node {name}: rebooted")
 

@@ -75,7 +75,7 @@ def test_every_shipped_stack_is_accepted_by_debian13s_daemons(daemons, stack, vr
         extra = (placeholder_ticket_keys(cluster),) if cluster.uses_tls else ()
         result = check_haproxy(by_name["haproxy.cfg"].text, daemons, (*files, *extra))
         assert result.status == "ok" and result.tool.startswith(f"haproxy {HAPROXY_SERIES}"), f"{node}: {result}"
-        result = check_keepalived(by_name["keepalived.conf"], scripts, cluster.spec.cluster.interface, daemons)
+        result = check_keepalived(by_name["keepalived.conf"], scripts, cluster.interfaces, daemons)
         assert result.status == "ok" and result.tool.startswith(f"keepalived {KEEPALIVED_SERIES}"), f"{node}: {result}"
         VALIDATED["haproxy.cfg (3.0)"] += 1
         VALIDATED["keepalived.conf (2.3)"] += 1

@@ -257,3 +257,46 @@ def test_ipv6_vrrp_is_taken_from_link_local_senders_by_multicast_and_from_the_pe
     assert "fe80::/10" not in ruleset
     assert "elements = { 2001:db8:0:1::12, 2001:db8:0:1::13 }" in ruleset
     assert "meta l4proto 112 ip6 saddr @peers6 ip6 hoplimit 255 accept" in ruleset
+
+
+def heartbeat(cfg, *addresses):
+    cfg[C]["heartbeat"] = {"interface": "eth1", "bridge": "vmbr1"}
+    for node, address in zip(nodes(cfg), addresses, strict=False):
+        node["heartbeatAddress"] = address
+    return cfg
+
+
+@pytest.mark.parametrize("addresses,key,reason", [
+    (("10.99.0.11/24", "10.99.0.12/24"), f"{C}.nodes[2].heartbeatAddress", "required on every node"),
+    (("10.99.0.11/24", "10.99.1.12/24", "10.99.0.13/24"), f"{C}.nodes[1].heartbeatAddress", "heartbeat subnet"),
+    (("172.18.10.21/24", "172.18.10.22/24", "172.18.10.23/24"), f"{C}.nodes[0].heartbeatAddress",
+     "overlaps the clients' subnet"),
+    (("10.99.0.11/24", "10.99.0.11/24", "10.99.0.13/24"), f"{C}.nodes[1].heartbeatAddress", "duplicates"),
+])
+def test_heartbeat_addresses_are_checked_naming_the_node(prod, addresses, key, reason):
+    with pytest.raises(ConfigError) as err:
+        build_cluster("prod", heartbeat(prod, *addresses), SECRETS)
+    assert str(err.value).startswith(key + ":") and reason in str(err.value), err.value
+
+
+def test_a_heartbeat_address_without_the_heartbeat_network_and_the_clients_nic_are_refused(prod):
+    nodes(prod)[1]["heartbeatAddress"] = "10.99.0.12/24"
+    with pytest.raises(ConfigError, match=rf"^{C}\.nodes\[1\]\.heartbeatAddress: needs cluster.heartbeat"):
+        build_cluster("prod", prod, SECRETS)
+    heartbeat(prod, "10.99.0.11/24", "10.99.0.12/24", "10.99.0.13/24")["haproxy-ha:cluster"]["heartbeat"]["interface"] = "eth0"
+    with pytest.raises(ConfigError, match=rf"^{C}\.heartbeat\.interface: eth0 is the clients' interface"):
+        build_cluster("prod", prod, SECRETS)
+
+
+def test_with_a_heartbeat_the_adverts_and_the_firewall_move_there_and_the_vip_stays(prod):
+    from components.files.render import render_node
+    prod[C]["unicast"] = True
+    cluster = build_cluster("prod", heartbeat(prod, "10.99.0.11/24", "10.99.0.12/24", "10.99.0.13/24"), SECRETS)
+    files = {f.name: f.text for f in render_node(cluster, cluster.nodes[0])}
+    conf = files["keepalived.conf"]
+    assert "    interface eth1\n" in conf and "172.18.10.100/24 dev eth0" in conf
+    assert "unicast_src_ip 10.99.0.11" in conf and "        10.99.0.12\n        10.99.0.13\n" in conf
+    assert "track_interface {\n        eth0\n    }" in conf
+    assert 'iifname "eth1" ip protocol 112 ip saddr @peers4 ip ttl 255 accept' in files["nftables.nft"]
+    assert "elements = { 10.99.0.12, 10.99.0.13 }" in files["nftables.nft"]
+    assert cluster.interfaces == ("eth0", "eth1")

@@ -264,3 +264,19 @@ def test_a_raw_line_haproxy_rejects_stops_the_preview_naming_its_key(monkeypatch
     monkeypatch.setattr("pulumi.log.warn", lambda message, *a, **k: warned.append(message))
     run(prod)
     assert any(w.startswith("haproxy-ha:haproxy.frontends[0].extra[0]: HAProxy rejects this raw line") for w in warned)
+
+
+def test_with_a_heartbeat_network_each_vm_gets_a_second_nic_with_its_address_there():
+    cfg = stack_config("prod")
+    cluster = cfg["haproxy-ha:cluster"]
+    cluster["heartbeat"] = {"interface": "eth1", "bridge": "vmbr1", "vlan": 30}
+    for i, node in enumerate(cluster["nodes"]):
+        node["heartbeatAddress"] = f"10.99.0.{11 + i}/24"
+    vms = {r.inputs["name"]: r.inputs for r in run(cfg).by_type(VM)}
+    for i, name in enumerate(("k3s-lb-01", "k3s-lb-02", "k3s-lb-03")):
+        nics = vms[name]["networkDevices"]
+        assert [(n["bridge"], n.get("vlanId")) for n in nics] == [("vmbr0", None), ("vmbr1", 30)], name
+        configs = vms[name]["initialization"]["ipConfigs"]
+        assert configs[1] == {"ipv4": {"address": f"10.99.0.{11 + i}/24"}}, name
+    # Without one, a VM has its one NIC, as before (no change for an existing stack).
+    assert [len(r.inputs["networkDevices"]) for r in run().by_type(VM)] == [1, 1, 1]

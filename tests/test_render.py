@@ -38,7 +38,7 @@ def assert_accepted(cluster) -> None:
         # haproxy.cfg differs between nodes only in its header comment.
         haproxy_texts.add(by_name["haproxy.cfg"].text.split("\n", 1)[1])
         scripts = tuple(f for f in files if f.name.endswith(".sh"))
-        result = check_keepalived(by_name["keepalived.conf"], scripts, cluster.spec.cluster.interface)
+        result = check_keepalived(by_name["keepalived.conf"], scripts, cluster.interfaces)
         assert result.status == "ok", f"{node}: {result.detail}\n{by_name['keepalived.conf'].text}"
         VALIDATED["keepalived.conf"] += 1
     assert len(haproxy_texts) == 1

@@ -32,6 +32,8 @@ class NodeSpec(Spec):
     priority: Annotated[int, Field(ge=1, le=254)] | None = None
     # Force the initial VRRP state (single-VIP form only); derived from the order when absent.
     state: Literal["MASTER", "BACKUP"] | None = None
+    # The node's address on the heartbeat network (with cluster.heartbeat, on every node).
+    heartbeat_address: ipaddress.IPv4Interface | None = None
 
 
 class VipGroupSpec(Spec):
@@ -58,6 +60,18 @@ class BastionSpec(Spec):
     # Pinned, as every node's is: without it any host could pose as the bastion and read what
     # passes through it. `ssh-keyscan -t ed25519 HOST` prints it; check it on its console.
     host_key: SshPublicKey
+
+
+class HeartbeatSpec(Spec):
+    """A network of their own for the VRRP adverts: each VM's second NIC, on a bridge (or VLAN)
+    that the clients' LAN does not reach. The VIPs stay on `interface`, with their GARPs."""
+
+    # The nodes' second interface, as the guest names it.
+    interface: InterfaceName = "eth1"
+    # The PVE bridge of the VMs' second NIC (platform proxmox).
+    bridge: Name = "vmbr1"
+    # Its VLAN tag on that bridge; absent: untagged.
+    vlan: Annotated[int, Field(ge=1, le=4094)] | None = None
 
 
 class ClusterSpec(Spec):
@@ -99,10 +113,14 @@ class ClusterSpec(Spec):
     # everyone else there. List where `pulumi` connects from (the bastion, your workstation) and
     # your monitoring. Absent: the nodes' own subnets, with a warning at every preview.
     admin_networks: Annotated[list[Network], Field(min_length=1, max_length=64)] | None = None
+    # VRRP on a network of its own (each node's nodes[].heartbeatAddress): no host on the
+    # clients' LAN can send where the nodes listen. Absent: adverts on `interface`.
+    heartbeat: HeartbeatSpec | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> ClusterSpec:
         self._check_nodes()
+        self._check_heartbeat()
         self._check_groups()
         if self.failure_detection is not None and self.advert_int is not None:
             raise KeyError_(("failureDetection",), "set failureDetection or advertInt, not both: "
@@ -163,6 +181,35 @@ class ClusterSpec(Spec):
         if states.count("MASTER") > 1:
             raise KeyError_(("nodes", states.index("MASTER", states.index("MASTER") + 1), "state"),
                             "only one node can be forced to MASTER")
+
+    def _check_heartbeat(self) -> None:
+        addresses = [n.heartbeat_address for n in self.nodes]
+        if self.heartbeat is None:
+            if any(addresses):
+                i = next(i for i, a in enumerate(addresses) if a)
+                raise KeyError_(("nodes", i, "heartbeatAddress"), "needs cluster.heartbeat (the network it is on)")
+            return
+        if self.heartbeat.interface == self.interface:
+            raise KeyError_(("heartbeat", "interface"), f"{self.interface} is the clients' interface; the "
+                            "heartbeat needs a NIC of its own")
+        clients = self.nodes[0].address.network
+        for i, address in enumerate(addresses):
+            if address is None:
+                raise KeyError_(("nodes", i, "heartbeatAddress"), "required on every node with cluster.heartbeat")
+            if address.network != addresses[0].network:  # type: ignore[union-attr]
+                raise KeyError_(("nodes", i, "heartbeatAddress"), f"{address} is not in {addresses[0].network}, "  # type: ignore[union-attr]
+                                "the first node's heartbeat subnet")
+            if address.network.overlaps(clients):
+                raise KeyError_(("nodes", i, "heartbeatAddress"), f"{address} overlaps the clients' subnet "
+                                f"{clients}; the heartbeat needs a network of its own")
+        unique(self.nodes, "heartbeatAddress", lambda n: n.heartbeat_address.ip)  # type: ignore[union-attr]
+        if self.unicast and any(a.version == 6 for g in self.groups() for a in g.addresses):
+            raise KeyError_(("heartbeat",), "unicast IPv6 adverts need IPv6 heartbeat addresses, which are not "
+                            "supported; use multicast (unicast: false) with IPv6 VIPs")
+
+    def vrrp_interface(self) -> str:
+        """Where the adverts go: the heartbeat's NIC, else the clients' interface."""
+        return self.heartbeat.interface if self.heartbeat else self.interface
 
     def _check_groups(self) -> None:
         if self.vips is not None:

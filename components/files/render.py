@@ -366,7 +366,10 @@ def render_scripts(
     """The node's provisioning scripts: bootstrap, install, apply-haproxy, apply-keepalived, ready,
     and leave (its VIPs released when it leaves the cluster)."""
     env = _environment(template_dir or TEMPLATES)
-    base = {"node": node, "paths": paths}
+    heartbeat = cluster.spec.cluster.heartbeat
+    hb_address = cluster.spec.cluster.nodes[node.index].heartbeat_address
+    base = {"node": node, "paths": paths,
+            "heartbeat": (heartbeat.interface, str(hb_address)) if heartbeat and hb_address else None}
     scripts = {
         "bootstrap.sh": env.get_template("scripts/bootstrap.sh.j2").render(
             base, dns=[str(s) for s in cluster.spec.cluster.dns], sshd_block=SSHD_BLOCK

@@ -131,7 +131,7 @@ def check_haproxy(config_text: str, daemons: Daemons = HOST, files: tuple[Render
 
 
 def check_keepalived(
-    conf: RenderedFile, scripts: tuple[RenderedFile, ...], interface: str, daemons: Daemons = HOST
+    conf: RenderedFile, scripts: tuple[RenderedFile, ...], interface: str | tuple[str, ...], daemons: Daemons = HOST
 ) -> CheckResult:
     """`keepalived -t` on the config with its scripts in place.
 
@@ -144,9 +144,10 @@ def check_keepalived(
     binary, why = daemons.locate("keepalived")
     if not binary:
         return CheckResult("keepalived -t", "skipped", why)
+    interfaces = (interface,) if isinstance(interface, str) else interface
     root = os.geteuid() == 0 and shutil.which("unshare") and shutil.which("ip")
-    if not root and not Path("/sys/class/net", interface).exists():
-        return CheckResult("keepalived -t", "skipped", f"needs root or an interface named {interface}")
+    if not root and not all(Path("/sys/class/net", name).exists() for name in interfaces):
+        return CheckResult("keepalived -t", "skipped", f"needs root or interfaces named {' '.join(interfaces)}")
     tool = daemons.label("keepalived", binary, "-t")
     with daemons.scratch() as (here, seen):
         text = conf.text
@@ -160,11 +161,9 @@ def check_keepalived(
         Path(here, "keepalived.conf").write_text(text)
         argv = daemons.command(binary, "-t", "-f", str(seen / "keepalived.conf"))
         if root:
-            argv = [
-                "unshare", "--net", "sh", "-c",
-                'ip link add "$1" type veth peer name hahapeer0 && ip link set "$1" up && shift && exec "$@"',
-                "_", interface, *argv,
-            ]
+            made = " && ".join(f'ip link add "{name}" type veth peer name hahapeer{i} && ip link set "{name}" up'
+                               for i, name in enumerate(interfaces))
+            argv = ["unshare", "--net", "sh", "-c", f'{made} && exec "$@"', "_", *argv]
         code, out = _run(argv)
     if code != 0 or "WARNING" in out:
         return CheckResult(tool, "failed", out or f"exit status {code}")

@@ -112,8 +112,8 @@ def firewall(cluster: ClusterSpec, haproxy: HaproxySpec, node_name: str) -> Fire
     for i, fe in enumerate(haproxy.frontends):
         openings.append(_opening(f"frontend {fe.name} (haproxy.frontends[{i}].sources)", f"frontend{i}_",
                                  (fe.port,), networks(fe.sources), sets))
-    sets.append(NftSet("peers4", "ipv4_addr", tuple(str(n.address.ip) for n in others), "The other nodes",
-                       interval=False))
+    sets.append(NftSet("peers4", "ipv4_addr", tuple(str((n.heartbeat_address or n.address).ip) for n in others),
+                       "The other nodes" + (" on the heartbeat network" if cluster.heartbeat else ""), interval=False))
     if peers6:
         sets.append(NftSet("peers6", "ipv6_addr", peers6, "The other nodes", interval=False))
-    return Firewall(cluster.interface, tuple(sets), tuple(openings), peers6, vrrp6 and not cluster.unicast)
+    return Firewall(cluster.vrrp_interface(), tuple(sets), tuple(openings), peers6, vrrp6 and not cluster.unicast)

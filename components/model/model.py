@@ -123,6 +123,12 @@ class Cluster:
         return next(n for n in self.nodes if n.name == name)
 
     @property
+    def interfaces(self) -> tuple[str, ...]:
+        """The nodes' interfaces: the clients' one, and the heartbeat's NIC when there is one."""
+        c = self.spec.cluster
+        return (c.interface, c.heartbeat.interface) if c.heartbeat else (c.interface,)
+
+    @property
     def vrrp_version(self) -> int:
         return 2 if self.secrets.vrrp_password else 3
 

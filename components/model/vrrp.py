@@ -61,7 +61,10 @@ def _states(cluster: ClusterSpec, order: list[str]) -> dict[str, str]:
 def node_groups(cluster: ClusterSpec) -> dict[str, tuple[GroupOnNode, ...]]:
     """node name -> the groups it runs, each with its instances (in config order)."""
     base = sorted(cluster.priorities(), reverse=True)
-    own = {n.name: {4: str(n.address.ip), 6: str(n.address6.ip) if n.address6 else None} for n in cluster.nodes}
+    # Each node's own address per family, where its adverts come from: on the heartbeat network
+    # when there is one.
+    own = {n.name: {4: str((n.heartbeat_address or n.address).ip), 6: str(n.address6.ip) if n.address6 else None}
+           for n in cluster.nodes}
     out: dict[str, list[GroupOnNode]] = {n.name: [] for n in cluster.nodes}
     for index, group in enumerate(cluster.groups()):
         order = failover_order(cluster, index, group)

@@ -98,9 +98,10 @@ def check(cluster: Cluster, access: PveAccess, get: Fetch | None = None) -> None
             _storage(storages, host, vm.image_datastore, "import", "imageDatastore")
             _storage(storages, host, vm.datastore, "images", "datastore")
             bridges = [i["iface"] for i in api(f"/nodes/{host}/network?type=any_bridge")]
-            if vm.bridge not in bridges:
-                raise ConfigError(f"{PROJECT}:vm.bridge", f"host {host} has no bridge {vm.bridge!r} "
-                                  f"(its bridges: {', '.join(sorted(bridges)) or 'none'})")
+            for key, bridge in _bridges(cluster):
+                if bridge not in bridges:
+                    raise ConfigError(f"{PROJECT}:{key}", f"host {host} has no bridge {bridge!r} "
+                                      f"(its bridges: {', '.join(sorted(bridges)) or 'none'})")
         ids = {vmid: name for name, vmid in vm_ids(cluster).items() if cluster.node(name).host in endpoint.hosts}
         if ids:
             for guest in api("/cluster/resources?type=vm"):
@@ -133,6 +134,13 @@ def _ours(guest: dict[str, Any], name: str, stack: str) -> bool:
     return guest.get("name") == name and "haproxy-ha" in tags and stack.lower() in tags
 
 
+def _bridges(cluster: Cluster) -> list[tuple[str, str]]:
+    """(key, bridge) of each NIC the VMs get: the clients' LAN, and the heartbeat network's."""
+    heartbeat = cluster.spec.cluster.heartbeat
+    return [("vm.bridge", cluster.spec.vm.bridge),
+            *([("cluster.heartbeat.bridge", heartbeat.bridge)] if heartbeat else [])]
+
+
 def _privileges(api: Callable[[str], Any], endpoint: PveEndpoint, cluster: Cluster, ids: dict[int, str]) -> None:
     from ..config.proxmox import REQUIRED_PRIVILEGES
 
@@ -141,7 +149,7 @@ def _privileges(api: Callable[[str], Any], endpoint: PveEndpoint, cluster: Clust
     wanted: list[tuple[str, tuple[str, ...]]] = [
         (f"/storage/{vm.image_datastore}", STORAGE_IMAGE),
         (f"/storage/{vm.datastore}", STORAGE_DISK),
-        (f"/sdn/zones/localnetwork/{vm.bridge}", BRIDGE),
+        *((f"/sdn/zones/localnetwork/{bridge}", BRIDGE) for _, bridge in _bridges(cluster)),
         *((f"/nodes/{host}", NODE) for host in endpoint.hosts),
         *(((f"/vms/{vmid}", vm_privs) for vmid in sorted(ids)) if ids else [("/vms", vm_privs)]),
     ]

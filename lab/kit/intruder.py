@@ -66,6 +66,23 @@ def send_adverts(source: str, destinations: list[str], vrid: int, priority: int,
     return sent
 
 
+def adverts_heard(interface: str, seconds: float) -> int:
+    """VRRP packets (IPv4 protocol 112) that arrive on `interface` within `seconds`, whatever
+    their destination: what a host on that link can read."""
+    sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x0800))
+    sock.bind((interface, 0))
+    sock.settimeout(0.1)
+    heard, end = 0, time.monotonic() + seconds
+    while time.monotonic() < end:
+        try:
+            frame = sock.recv(2048)
+        except TimeoutError:
+            continue
+        heard += len(frame) > 23 and frame[23] == IPPROTO_VRRP
+    sock.close()
+    return heard
+
+
 def open_ports(targets: list[str], ports: list[int], timeout: float) -> list[list]:
     """(address, port) pairs that accept a TCP connection."""
     found = []
@@ -129,6 +146,13 @@ def _in(ns: str, command: str, spec: dict) -> list[str]:
     return ["ip", "netns", "exec", ns, sys.executable, "-m", "lab.kit.intruder", command, json.dumps(spec)]
 
 
+def heard(ns: str, seconds: float = 1.0, interface: str = "eth0") -> int:
+    """VRRP adverts a host in lab namespace `ns` sees on its link within `seconds`."""
+    proc = subprocess.run(_in(ns, "heard", {"interface": interface, "seconds": seconds}),
+                          capture_output=True, text=True, timeout=60, check=True, cwd=_project())
+    return int(proc.stdout)
+
+
 def scan(ns: str, targets: list[str], ports: list[int], timeout: float = 0.3) -> set[tuple[str, int]]:
     """The (address, port) pairs that accept a TCP connection from lab namespace `ns`."""
     proc = subprocess.run(_in(ns, "scan", {"targets": targets, "ports": ports, "timeout": timeout}),
@@ -138,7 +162,9 @@ def scan(ns: str, targets: list[str], ports: list[int], timeout: float = 0.3) ->
 
 def main(argv: list[str]) -> None:
     command, spec = argv[0], json.loads(argv[1])
-    if command == "scan":
+    if command == "heard":
+        print(adverts_heard(spec["interface"], spec["seconds"]))
+    elif command == "scan":
         print(json.dumps(open_ports(spec["targets"], spec["ports"], spec["timeout"])))
     elif command == "adverts":
         print(send_adverts(**spec))
