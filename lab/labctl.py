@@ -130,6 +130,8 @@ def attach(prefix: str, role: str, port: str, address: str, gateway: str | None,
     if ns in namespaces(prefix):
         raise SystemExit(f"labctl: namespace {ns} already exists")
     sh("ip", "netns", "add", ns)
+    # A port left by a namespace deleted a moment ago (the kernel frees it asynchronously).
+    sh("ip", "-n", bridge, "link", "del", port, check=False)
     sh("ip", "-n", bridge, "link", "add", port, "type", "veth", "peer", "name", "eth0", "netns", ns,
        "address", mac_for(address))
     sh("ip", "-n", bridge, "link", "set", port, "master", "br0", "up")
@@ -153,6 +155,7 @@ def attach_heartbeat(prefix: str, ns: str, port: str, address: str) -> None:
     # The nodes come up in parallel: whichever is first makes the bridge, the others find it.
     sh("ip", "-n", bridge, "link", "add", "br1", "type", "bridge", check=False)
     sh("ip", "-n", bridge, "link", "set", "br1", "up")
+    sh("ip", "-n", bridge, "link", "del", port, check=False)
     sh("ip", "-n", bridge, "link", "add", port, "type", "veth", "peer", "name", "eth1", "netns", ns,
        "address", mac_for(address))
     sh("ip", "-n", bridge, "link", "set", port, "master", "br1", "up")
@@ -383,6 +386,10 @@ def node_down(prefix: str, index: str, name: str) -> None:
     if ns in namespaces(prefix):
         kill_namespace_processes(ns)
         sh("ip", "netns", "del", ns, check=False)
+        # Its cables too, now: the kernel would free them a moment later, and a node made again
+        # at once under the same number (a VM replaced) would find its ports still there.
+        for port in (f"n{index}", f"h{index}"):
+            sh("ip", "-n", netns(prefix, "br"), "link", "del", port, check=False)
     shutil.rmtree(lab_dir(prefix) / "nodes" / name, ignore_errors=True)
     print(f"lab node {name}: removed")
 
