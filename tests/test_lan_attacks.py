@@ -84,6 +84,19 @@ def test_forged_adverts_spoofing_a_peers_address_still_take_the_vip_by_multicast
         load.stop()
 
 
+def test_the_firewall_is_an_openrc_service_that_reloads_and_whose_stop_is_drift(lab, intruder):
+    node = node_ns(lab, "k3s-lb-02")
+    probe.node_exec(node, "rc-service nftables status")  # started, as after a boot
+    probe.node_exec(node, "rc-service nftables reload")
+    lab.preview(expect_no_changes=True)
+    probe.node_exec(node, "rc-service nftables stop")
+    assert (NODES["k3s-lb-02"], 22) in intruder.scan([NODES["k3s-lb-02"]], [22]), "stopped: the node is open"
+    assert "firewall: not loaded (the node accepts everything)" in lab.preview().drift()["k3s-lb-02"]
+    lab.up()
+    probe.node_exec(node, "rc-service nftables status")
+    assert intruder.scan([NODES["k3s-lb-02"]], [22]) == set()
+
+
 def live_admin_set(lab, node: str) -> str:
     return probe.node_exec(node_ns(lab, node), "nft list set inet haproxy_ha admin4").stdout
 
