@@ -22,14 +22,14 @@ needs_lab = pytest.mark.skipif(
 )
 
 
-def new_lab(log=lambda line: None) -> Lab:
-    return Lab(f"t{uuid.uuid4().hex[:8]}", stack_config("lab"), log=log)
+def new_lab(log=lambda line: None, config: dict | None = None) -> Lab:
+    return Lab(f"t{uuid.uuid4().hex[:8]}", config or stack_config("lab"), log=log)
 
 
 @contextmanager
-def running_lab() -> Iterator[Lab]:
-    """A lab copy of the `lab` stack, up with the VIP on k3s-lb-01; always torn down."""
-    lab = new_lab()
+def running_lab(config: dict | None = None) -> Iterator[Lab]:
+    """A lab copy of the `lab` stack (or of `config`), up with the VIP on k3s-lb-01; always torn down."""
+    lab = new_lab(config=config)
     try:
         lab.up()
         probe.wait_for(lambda: holders(lab) == ["k3s-lb-01"], 15)

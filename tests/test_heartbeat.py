@@ -8,15 +8,13 @@ from __future__ import annotations
 import copy
 import subprocess
 import time
-import uuid
 
 import pytest
 
 from lab.kit import probe
 from lab.kit.intruder import Intruder, heard
-from lab.stack import Lab
 from tests.conftest import stack_config
-from tests.lab_support import SLOTS, VIP_URL, holders, needs_lab
+from tests.lab_support import SLOTS, VIP_URL, holders, needs_lab, running_lab
 
 pytestmark = needs_lab
 
@@ -38,13 +36,8 @@ def heartbeat_config() -> dict:
 
 @pytest.fixture(scope="module")
 def lab():
-    running = Lab(f"t{uuid.uuid4().hex[:8]}", heartbeat_config(), log=lambda line: None)
-    try:
-        running.up()
-        probe.wait_for(lambda: holders(running) == ["k3s-lb-01"], 15)
+    with running_lab(heartbeat_config()) as running:
         yield running
-    finally:
-        running.down()
 
 
 def state(lab, node: str) -> str:

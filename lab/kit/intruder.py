@@ -19,17 +19,10 @@ import sys
 import time
 from dataclasses import dataclass
 
+from .wire import checksum
+
 VRRP_GROUP = "224.0.0.18"
 IPPROTO_VRRP = 112
-
-
-def _checksum(data: bytes) -> int:
-    if len(data) % 2:
-        data += b"\0"
-    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
-    while total >> 16:
-        total = (total & 0xFFFF) + (total >> 16)
-    return ~total & 0xFFFF
 
 
 def advert(source: str, destination: str, vrid: int, priority: int, addresses: list[str], interval: float,
@@ -43,10 +36,10 @@ def advert(source: str, destination: str, vrid: int, priority: int, addresses: l
 
     pseudo = socket.inet_aton(source) + socket.inet_aton(destination) + struct.pack("!BBH", 0, IPPROTO_VRRP,
                                                                                      len(body(0)))
-    vrrp = body(_checksum(pseudo + body(0)))
+    vrrp = body(checksum(pseudo + body(0)))
     header = struct.pack("!BBHHHBBH4s4s", 0x45, 0xC0, 20 + len(vrrp), 0, 0, ttl, IPPROTO_VRRP, 0,
                          socket.inet_aton(source), socket.inet_aton(destination))
-    header = header[:10] + struct.pack("!H", _checksum(header)) + header[12:]
+    header = header[:10] + struct.pack("!H", checksum(header)) + header[12:]
     return header + vrrp
 
 

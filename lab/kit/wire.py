@@ -100,7 +100,8 @@ class Event:
     detail: int = 0  # VRRP: the advert's priority
 
 
-def _checksum(data: bytes) -> int:
+def checksum(data: bytes) -> int:
+    """The Internet checksum (RFC 1071) of `data`."""
     if len(data) % 2:
         data += b"\0"
     total = sum(struct.unpack(f"!{len(data) // 2}H", data))
@@ -112,7 +113,7 @@ def _checksum(data: bytes) -> int:
 def _syn(src: bytes, dst: bytes, sport: int, dport: int) -> bytes:
     header = struct.pack("!HHIIBBHHH", sport, dport, random.getrandbits(32), 0, 5 << 4, 0x02, 64240, 0, 0)
     pseudo = src + dst + struct.pack("!BBH", 0, socket.IPPROTO_TCP, len(header))
-    return header[:16] + struct.pack("!H", _checksum(pseudo + header)) + header[18:]
+    return header[:16] + struct.pack("!H", checksum(pseudo + header)) + header[18:]
 
 
 class Wire:
