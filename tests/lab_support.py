@@ -16,6 +16,8 @@ from lab.kit.shape import SLOTS, VIP_URL  # noqa: F401 - the tests import them f
 from lab.stack import Lab
 from tests.conftest import stack_config
 
+STATE_LOG = "/var/log/keepalived-state-change.log"
+
 needs_lab = pytest.mark.skipif(
     os.geteuid() != 0 or not all(shutil.which(t) for t in ("ip", "haproxy", "keepalived", "sshd", "nsenter")),
     reason="the lab needs root, iproute2, haproxy, keepalived, openssh-server (make setup)",
@@ -45,6 +47,24 @@ def node_ns(lab: Lab, node: str) -> str:
 def holders(lab: Lab) -> list[str]:
     out = outputs(lab)
     return lab.vip_holders(out["vip"], out["nodes"])
+
+
+def logged_state(lab: Lab, node: str) -> str:
+    """The state the node's notify script logged last (MASTER, BACKUP, FAULT), or "" before any."""
+    lines = probe.node_exec(node_ns(lab, node), f"tail -n 1 {STATE_LOG}", check=False).stdout.split()
+    return lines[lines.index("now") + 1] if "now" in lines else ""
+
+
+def transitions(lab: Lab) -> dict[str, int]:
+    """Each node's count of logged VRRP state changes, read once every change under way is logged.
+    keepalived forks the notify script after it has moved the VIP, so a line lands a few ms after
+    the move; a count read in between would charge that change to whatever the test does next."""
+    def logged() -> bool:
+        holding = holders(lab)
+        return all(not any(probe.comm(p) == "notify.sh" for p in probe.ns_pids(node_ns(lab, n)))
+                   and (logged_state(lab, n) == "MASTER") == (n in holding) for n in SLOTS)
+    probe.wait_for(logged, 10)
+    return {node: probe.vrrp_transitions(node_ns(lab, node)) for node in SLOTS}
 
 
 def outputs(lab: Lab) -> dict:

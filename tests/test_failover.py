@@ -9,7 +9,7 @@ import time
 import pytest
 
 from lab.kit import probe
-from tests.lab_support import SLOTS, VIP_URL, holders, needs_lab, node_ns
+from tests.lab_support import SLOTS, VIP_URL, holders, needs_lab, node_ns, transitions
 
 pytestmark = needs_lab
 
@@ -18,9 +18,6 @@ pytestmark = needs_lab
 def down_flag(lab, node: str) -> str:
     return probe.node_exec(node_ns(lab, node), "cat /run/haproxy-down", check=False).stdout.strip()
 
-
-def transitions(lab) -> dict[str, int]:
-    return {node: probe.vrrp_transitions(node_ns(lab, node)) for node in SLOTS}
 
 
 def restart_haproxy(lab, node: str) -> None:

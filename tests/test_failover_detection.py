@@ -12,13 +12,10 @@ import pytest
 from components.model import detection
 from lab.kit import probe
 from lab.kit.stall import SharedCpu, keepalived_pids
-from tests.lab_support import SLOTS, VIP_URL, holders, needs_lab, node_ns
+from tests.lab_support import SLOTS, VIP_URL, holders, needs_lab, node_ns, transitions
 
 pytestmark = needs_lab
 
-
-def transitions(lab) -> dict[str, int]:
-    return {node: probe.vrrp_transitions(node_ns(lab, node)) for node in SLOTS}
 
 
 def test_the_nodes_run_the_default_advert_interval(lab):

@@ -14,7 +14,7 @@ import pytest
 from lab.kit import probe
 from lab.kit.intruder import Intruder, heard
 from tests.conftest import stack_config
-from tests.lab_support import SLOTS, VIP_URL, holders, needs_lab, running_lab
+from tests.lab_support import SLOTS, VIP_URL, holders, needs_lab, running_lab, transitions
 
 pytestmark = needs_lab
 
@@ -43,9 +43,6 @@ def lab():
 def state(lab, node: str) -> str:
     return probe.node_exec(lab.ns(SLOTS[node]), "cat /run/haproxy-ha/vrrp-state", check=False).stdout.strip()
 
-
-def transitions(lab) -> dict[str, int]:
-    return {node: probe.vrrp_transitions(lab.ns(slot)) for node, slot in SLOTS.items()}
 
 
 def heartbeat_link(lab, node: str, up: bool) -> None:

@@ -13,7 +13,7 @@ from lab.kit import probe
 from lab.kit.intruder import Intruder, scan
 from lab.stack import LabError
 from tests.conftest import stack_config
-from tests.lab_support import SLOTS, VIP_URL, holders, needs_lab, node_ns
+from tests.lab_support import SLOTS, VIP_URL, holders, needs_lab, node_ns, transitions
 
 pytestmark = needs_lab
 
@@ -28,9 +28,6 @@ PORTS = sorted({*FRONTEND_PORTS, *ADMIN_PORTS, 21, 23, 3306, 8080})
 TARGETS = [VIP, *NODES.values()]
 ADVERT_INT = 0.05  # the lab's failureDetection default (components/model/detection.py)
 
-
-def transitions(lab) -> dict[str, int]:
-    return {node: probe.vrrp_transitions(node_ns(lab, node)) for node in SLOTS}
 
 
 @pytest.fixture(scope="module")

@@ -10,15 +10,12 @@ import threading
 import time
 
 from lab.kit import probe
-from tests.lab_support import SLOTS, VIP_URL, holders, needs_lab, node_ns
+from tests.lab_support import SLOTS, VIP_URL, holders, needs_lab, node_ns, transitions
 
 pytestmark = needs_lab
 
 NODES_AT = {"k3s-lb-01": "192.0.2.11", "k3s-lb-02": "192.0.2.12", "k3s-lb-03": "192.0.2.13"}
 
-
-def transitions(lab) -> dict[str, int]:
-    return {node: probe.vrrp_transitions(node_ns(lab, node)) for node in SLOTS}
 
 
 def rc(lab, node: str, command: str, check: bool = True):

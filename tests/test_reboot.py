@@ -10,11 +10,10 @@ import sys
 
 from lab.engine import PROJECT_DIR
 from lab.kit import probe
-from tests.lab_support import SLOTS, VIP_URL, holders, needs_lab, node_ns
+from tests.lab_support import SLOTS, STATE_LOG, VIP_URL, holders, needs_lab, node_ns
 
 pytestmark = needs_lab
 
-STATE_LOG = "/var/log/keepalived-state-change.log"
 
 
 def reboot(lab, node: str) -> None:
