@@ -4,7 +4,9 @@ passphrase and config file), always destroyed."""
 from __future__ import annotations
 
 import os
+import select
 import shutil
+import subprocess
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -49,6 +51,13 @@ def holders(lab: Lab) -> list[str]:
     return lab.vip_holders(out["vip"], out["nodes"])
 
 
+def supervised(lab: Lab, node: str, daemon: str) -> bool:
+    """The daemon's main process is a child of a supervise-daemon (its comm holds 15 characters)."""
+    ns = node_ns(lab, node)
+    (pid,) = probe.main_pids(ns, daemon)
+    return any(pid in probe.children(ns, s) for s in probe.ns_pids(ns) if probe.comm(s) == "supervise-daemo")
+
+
 def logged_state(lab: Lab, node: str) -> str:
     """The state the node's notify script logged last (MASTER, BACKUP, FAULT), or "" before any."""
     lines = probe.node_exec(node_ns(lab, node), f"tail -n 1 {STATE_LOG}", check=False).stdout.split()
@@ -80,3 +89,46 @@ def node_states(lab: Lab) -> dict[str, dict]:
     """Each node's NodeState outputs as the state holds them (what the last read found)."""
     return {r["urn"].rsplit("::", 1)[1].removeprefix("haproxy-ha-").removesuffix("-state"): r.get("outputs", {})
             for r in lab.resources() if r["urn"].endswith("-state")}
+
+
+# SO_REUSEADDR: the port's connections in TIME_WAIT do not stop it; a listener would.
+SQUAT = """import socket, sys, time
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+while True:
+    try:
+        s.bind(("0.0.0.0", {port}))
+        break
+    except OSError:
+        time.sleep(0.001)
+s.listen()
+print("bound", flush=True)
+sys.stdin.read()
+"""
+
+
+class Squatter:
+    """Another program on a node that takes `port` the moment HAProxy lets go of it: HAProxy then
+    passes its config check and dies at every start ("cannot bind socket"). A context manager;
+    it leaves when the block ends."""
+
+    def __init__(self, lab: Lab, node: str, port: int):
+        self.proc = subprocess.Popen(["nsenter", "-t", str(probe.init_pid(node_ns(lab, node))), "-a", "python3",
+                                      "-c", SQUAT.format(port=port)],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+
+    def holds_port(self, timeout: float) -> None:
+        """Wait until it has the port."""
+        ready, _, _ = select.select([self.proc.stdout], [], [], timeout)
+        assert ready and self.proc.stdout.readline().strip() == "bound", "the squatter never got the port"  # type: ignore[union-attr]
+
+    def __enter__(self) -> Squatter:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.proc.stdin.close()  # type: ignore[union-attr]
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()

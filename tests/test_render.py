@@ -89,7 +89,7 @@ def test_keepalived_renders_what_the_model_decided(prod):
     prod["haproxy-ha:cluster"]["unicast"] = True
     cluster = build_cluster("prod", prod, tls_secrets(prod, STATS_PW))
     text = {f.name: f.text for f in render_node(cluster, cluster.nodes[1])}["keepalived.conf"]
-    assert "priority 150" in text and "state BACKUP" in text
+    assert "priority 253" in text and "state BACKUP" in text
     assert "unicast_peer {\n        172.18.10.11\n        172.18.10.13\n    }" in text
     assert "enable_script_security" in text and "nopreempt" not in text
     # Locked in memory, but no realtime priority: keepalived's RLIMIT_RTTIME killed its VRRP process on a reload.

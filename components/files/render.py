@@ -49,6 +49,8 @@ class Paths:
     haproxy_chroot: str = "/var/lib/haproxy"
     haproxy_log_socket: str = "/var/lib/haproxy/dev/log"
     haproxy_log: str = "/var/log/haproxy.log"
+    # What HAProxy's master prints on stderr under its supervisor (why a start failed, above all).
+    haproxy_master_log: str = "/var/log/haproxy-master.log"
     # Directly in /run: keepalived ignores a track file whose folder is missing when it starts,
     # and /run is empty after every boot.
     haproxy_down_file: str = "/run/haproxy-down"
@@ -73,6 +75,21 @@ class Paths:
 
 
 PATHS = Paths()
+
+
+@dataclass(frozen=True)
+class Respawn:
+    """How supervise-daemon restarts HAProxy and keepalived: `delay` s after a death, at most
+    `max` times within `period` s (the next death within it ends the supervision: a crash loop
+    stops there, the service is marked failed, and the node holds no VIP). delay x max must stay
+    under period, or the limit is never reached."""
+
+    delay: int = 1
+    max: int = 5
+    period: int = 60
+
+
+RESPAWN = Respawn()
 
 
 # sshd takes the first value it reads: bootstrap puts this block first in sshd_config.
@@ -161,6 +178,7 @@ def _context(cluster: Cluster, node: Node, paths: Paths) -> dict:
         "backends_speak_tls": any(be.speaks_tls for be in spec.haproxy.backends),
         "uses_tls": cluster.uses_tls,
         "tls_profile": proxies.DEFAULT_PROFILE,
+        "respawn": RESPAWN,
     }
 
 

@@ -3,7 +3,11 @@
 Every VIP group becomes one instance per address family (keepalived's maintainer recommends
 one VRRPv3 instance per family), joined in a sync group so both families move together. Each
 group's preferred node holds it; the others follow in node order. The single-VIP form keeps
-its instance name (`haproxy_vip`) and the configured priorities, so its file is unchanged.
+its instance name (`haproxy_vip`).
+
+The configured priorities give the order; keepalived runs them at the top of the range
+(`effective_priorities`). A backup waits its skew time, (256 - priority) / 256 x the advert
+interval, after the holder's priority-0 advert: 20.7 ms at priority 150 and 0.05 s, 0.6 ms at 253.
 """
 
 from __future__ import annotations
@@ -40,6 +44,19 @@ class GroupOnNode:
         return len(self.instances) > 1
 
 
+# Below the first backup, the others keep this many priority steps apart (fewer with many nodes):
+# on a node loss each waits 3 intervals plus its skew, and 16 steps are 3.1 ms at 0.05 s adverts,
+# time enough for the first backup's advert to reach them before their own timers run out.
+BACKUP_STEP = 16
+
+
+def effective_priorities(count: int) -> list[int]:
+    """The priorities keepalived runs, in failover order: 254 (255 is for an address owner), 253
+    for the first backup, then BACKUP_STEP apart."""
+    step = min(BACKUP_STEP, 252 // max(count - 2, 1))
+    return [254, *(253 - i * step for i in range(count - 1))]
+
+
 def failover_order(cluster: ClusterSpec, index: int, group: VipGroupSpec) -> list[str]:
     """Node names in the order they take the group: the preferred node (default: groups spread
     over the nodes in order), then the others in node order."""
@@ -60,7 +77,8 @@ def _states(cluster: ClusterSpec, order: list[str]) -> dict[str, str]:
 
 def node_groups(cluster: ClusterSpec) -> dict[str, tuple[GroupOnNode, ...]]:
     """node name -> the groups it runs, each with its instances (in config order)."""
-    base = sorted(cluster.priorities(), reverse=True)
+    # The configured priorities are strictly falling in node order (clusterspec checks it).
+    base = effective_priorities(len(cluster.nodes))
     # Each node's own address per family, where its adverts come from: on the heartbeat network
     # when there is one.
     own = {n.name: {4: str((n.heartbeat_address or n.address).ip), 6: str(n.address6.ip) if n.address6 else None}
