@@ -21,6 +21,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from lab.kit import probe  # noqa: E402
+from lab.kit.shape import restarted  # noqa: E402
 from lab.stack import Lab  # noqa: E402
 from tests.conftest import stack_config  # noqa: E402
 
@@ -64,7 +65,7 @@ def trial(lab: Lab, cut_link: bool) -> tuple[float, float]:
     if cut_link:
         subprocess.run(["ip", "-n", bridge, "link", "set", SLOT, "down"], check=True)
     else:
-        probe.kill(ns, "haproxy")
+        (dead,) = probe.kill(ns, "haproxy")
     try:
         probe.wait_for(lambda: held_by(lab, NEXT), 15)
         time.sleep(2.5 if cut_link else 1.5)
@@ -73,8 +74,7 @@ def trial(lab: Lab, cut_link: bool) -> tuple[float, float]:
         if cut_link:
             subprocess.run(["ip", "-n", bridge, "link", "set", SLOT, "up"], check=True)
     if not cut_link:
-        probe.wait_for(lambda: not any(probe.comm(p) == "haproxy" for p in probe.ns_pids(ns)), 10)
-        probe.node_exec(ns, "rc-service haproxy restart")
+        restarted(ns, dead)  # by its supervisor
     probe.wait_for(lambda: held_by(lab, HOLDER), 30)
     time.sleep(1.5)
     return outage(results[0]), outage(results[1])

@@ -43,7 +43,7 @@ sys.path.insert(0, str(ROOT))
 
 from lab import labctl  # noqa: E402
 from lab.kit import probe, stall  # noqa: E402
-from lab.kit.shape import NODES, SLOTS, VIP, VIP_URL, holders, settle  # noqa: E402
+from lab.kit.shape import NODES, SLOTS, VIP, VIP_URL, holders, restarted, settle  # noqa: E402
 from lab.kit.stall import SharedCpu  # noqa: E402
 from lab.kit.wire import Event, Wire, link_switch  # noqa: E402
 from lab.stack import Lab  # noqa: E402
@@ -99,8 +99,9 @@ def trial(lab: Lab, wire: Wire, action, restore) -> dict:
 def haproxy_dies(lab: Lab, wire: Wire) -> dict:
     ns = lab.ns(SLOTS[HOLDER])
 
+    (master,) = probe.main_pids(ns, "haproxy")
+
     def action() -> int:
-        (master,) = probe.main_pids(ns, "haproxy")
         victims = [master, *probe.children(ns, master)]
         at = time.monotonic_ns()
         for pid in victims:
@@ -111,8 +112,7 @@ def haproxy_dies(lab: Lab, wire: Wire) -> dict:
         return at
 
     def restore() -> None:
-        probe.wait_for(lambda: not any(probe.comm(p) == "haproxy" for p in probe.ns_pids(ns)), 10)
-        probe.node_exec(ns, "rc-service haproxy restart")
+        restarted(ns, master)  # by its supervisor, a second later; settle() waits for the VIP's return
 
     out = trial(lab, wire, action, restore)
     settle(lab)

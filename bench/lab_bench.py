@@ -28,7 +28,7 @@ sys.path.insert(0, str(ROOT))
 
 from lab import tlsca  # noqa: E402
 from lab.kit import probe  # noqa: E402
-from lab.kit.shape import SLOTS, VIP_URL, holders, settle  # noqa: E402
+from lab.kit.shape import SLOTS, VIP_URL, holders, restarted, settle  # noqa: E402
 from lab.stack import Lab  # noqa: E402
 from tests.conftest import stack_config  # noqa: E402
 
@@ -47,8 +47,7 @@ def haproxy_dies(lab: Lab, victim: str = "master") -> float:
         probe.wait_for(lambda: holders(lab) == ["k3s-lb-02"], 15)
         time.sleep(1.5)
         result = load.stop()
-    probe.wait_for(lambda: not any(probe.comm(p) == "haproxy" for p in probe.ns_pids(ns)), 10)
-    probe.node_exec(ns, "rc-service haproxy restart")
+    restarted(ns, master)  # by its supervisor
     settle(lab)
     return outage_of(result)
 

@@ -92,7 +92,8 @@ def main() -> None:
         raise SystemExit("the lab benchmarks need root")
     base = stack_config("lab")
     changed = copy.deepcopy(base)
-    changed["haproxy-ha:cluster"]["nodes"][2]["priority"] = 120  # a keepalived.conf change on one node
+    # A keepalived.conf change on every node (a priority change that keeps the order changes nothing).
+    changed["haproxy-ha:cluster"]["failureDetection"] = "tolerant"
     lab = Lab("opbench", base, log=lambda line: None)
     try:
         lab.up()
@@ -108,7 +109,7 @@ def main() -> None:
         for trial in t:
             cfg = changed if trial % 2 == 0 else base
             runs.append(measured(lab, lambda cfg=cfg: lab.up(cfg)))
-        report("pulumi up changing keepalived.conf (a priority)", runs)
+        report("pulumi up changing keepalived.conf (the advert interval)", runs)
         lab.up(base)
         settle(lab)
         report("rc-service haproxy-watch restart on every node", [measured(

@@ -10,6 +10,7 @@ import time
 import pytest
 
 from lab.kit import probe
+from lab.kit.shape import restarted
 from tests.lab_support import SLOTS, VIP_URL, Squatter, holders, needs_lab, node_ns, supervised, transitions
 
 pytestmark = needs_lab
@@ -24,8 +25,7 @@ def down_flag(lab, node: str) -> str:
 def healed(lab, node: str, dead: int) -> None:
     """Its supervisor has started HAProxy again (a master other than `dead`), the watcher says
     it serves, and preempt has brought the VIP home."""
-    ns = node_ns(lab, node)
-    probe.wait_for(lambda: probe.main_pids(ns, "haproxy") not in ([], [dead]), 10)
+    restarted(node_ns(lab, node), dead)
     probe.wait_for(lambda: down_flag(lab, node) == "0", 10)
     probe.wait_for(lambda: holders(lab) == ["k3s-lb-01"], 10)
 

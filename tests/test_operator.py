@@ -181,8 +181,9 @@ def test_restarting_haproxy_watch_moves_nothing(lab):
 
 
 def test_a_keepalived_change_rolled_out_by_pulumi_up_moves_only_what_it_asks(lab):
-    """A priority changed and a VIP group added, on every node, under load: the existing VIP
-    stays where it is throughout, the new one lands on its node, no request fails."""
+    """A VIP group added on every node (and a priority changed, which keeps the order and so
+    changes nothing), under load: the existing VIP stays where it is throughout, the new one
+    lands on its node, no request fails."""
     cfg = copy.deepcopy(lab.base_config)
     cluster = cfg["haproxy-ha:cluster"]
     cluster["nodes"][2]["priority"] = 120

@@ -25,6 +25,12 @@ def settle(lab: Lab, quiet: float = 1.5) -> None:
     time.sleep(quiet)
 
 
+def restarted(ns: str, dead: int, daemon: str = "haproxy", timeout: float = 10) -> None:
+    """Its supervisor has started the daemon again in node namespace `ns`: a main process other
+    than `dead`, the one killed."""
+    probe.wait_for(lambda: probe.main_pids(ns, daemon) not in ([], [dead]), timeout)
+
+
 def hand_vip_to(lab: Lab, name: str) -> None:
     """Without preempt, where failovers leave it: the VIP on `name`, after every other node's
     keepalived was stopped and started again (each back as a backup, which does not take it back)."""
