@@ -82,11 +82,12 @@ class Respawn:
     """How supervise-daemon restarts HAProxy and keepalived: `delay` s after a death, at most
     `max` times within `period` s (the next death within it ends the supervision: a crash loop
     stops there, the service is marked failed, and the node holds no VIP). delay x max must stay
-    under period, or the limit is never reached."""
+    under period, or the limit is never reached. systemd's default start limit is the same, 5
+    starts within 10 s: a daemon killed now and then (the OOM killer) is always started again."""
 
     delay: int = 1
     max: int = 5
-    period: int = 60
+    period: int = 10
 
 
 RESPAWN = Respawn()

@@ -25,10 +25,15 @@ def settle(lab: Lab, quiet: float = 1.5) -> None:
     time.sleep(quiet)
 
 
-def restarted(ns: str, dead: int, daemon: str = "haproxy", timeout: float = 10) -> None:
-    """Its supervisor has started the daemon again in node namespace `ns`: a main process other
-    than `dead`, the one killed."""
-    probe.wait_for(lambda: probe.main_pids(ns, daemon) not in ([], [dead]), timeout)
+def restarted(ns: str, dead: int, daemon: str = "haproxy", timeout: float = 10) -> int:
+    """Its supervisor has started the daemon again in node namespace `ns`: one main process other
+    than `dead` (the one killed), with its child (HAProxy's worker, keepalived's VRRP process).
+    Its PID."""
+    def again() -> bool:
+        pids = probe.main_pids(ns, daemon)
+        return len(pids) == 1 and pids != [dead] and bool(probe.children(ns, pids[0]))
+    probe.wait_for(again, timeout)
+    return probe.main_pids(ns, daemon)[0]
 
 
 def hand_vip_to(lab: Lab, name: str) -> None:
