@@ -101,6 +101,7 @@ bench: setup
 	$(PY) bench/aa_bench.py
 	$(PY) bench/operator_bench.py
 	$(PY) bench/failover_ms_bench.py
+	$(PY) bench/heal_bench.py
 	$(PY) bench/attack_bench.py
 	$(PY) bench/sim_bench.py
 	$(PY) bench/toolchain_bench.py

@@ -38,6 +38,7 @@ def test_a_node_as_desired_has_no_drift():
         (lambda live: live.running.pop("keepalived"), "keepalived: not running"),
         (lambda live: (live.running.pop("haproxy"), live.failed.add("haproxy")),
          "haproxy: not running: it kept crashing and its supervisor gave up"),
+        (lambda live: live.unsupervised.add("keepalived"), "keepalived: runs outside its supervisor"),
         (lambda live: live.mtimes.update({"haproxy.cfg": 300}), "haproxy: runs an older version of its files"),
         (lambda live: live.enabled.update({"haproxy": False}), "haproxy: not enabled at boot"),
         (lambda live: setattr(live, "sshd_block", "0" * 64), "sshd_config: the hardening block changed"),
@@ -56,11 +57,12 @@ def test_an_unreachable_node_is_one_item():
 
 def test_the_probe_output_parses():
     live = parse_probe("file haproxy.cfg " + "a" * 64 + " 100\nrun haproxy 200.50\nrun keepalived none\n"
-                       "enabled haproxy yes\nfailed keepalived\nsshd " + "d" * 64
+                       "enabled haproxy yes\nfailed keepalived\nunsupervised haproxy\nsshd " + "d" * 64
                        + "\nvrrp haproxy_vip MASTER\naddr 192.0.2.100\n")
     assert live.files == {"haproxy.cfg": "a" * 64} and live.running == {"haproxy": 200.5}
     assert live.enabled == {"haproxy": True} and live.vrrp == {"haproxy_vip": "MASTER"}
     assert live.addresses == ["192.0.2.100"] and live.failed == {"keepalived"}
+    assert live.unsupervised == {"haproxy"}
 
 
 @pytest.mark.skipif(not shutil.which("shellcheck"), reason="shellcheck not installed (make setup)")

@@ -96,3 +96,19 @@ def test_every_node_runs_haproxy_and_keepalived_under_their_supervisor(lab):
     for node in SLOTS:
         for daemon in ("haproxy", "keepalived"):
             assert supervised(lab, node, daemon), f"{node}: {daemon}"
+
+
+def test_a_haproxy_running_outside_its_supervisor_is_drift_and_up_puts_it_under_it(lab):
+    """Started by hand, or by an older haproxy-ha whose OpenRC script ran it with -D: a crash
+    would not be restarted. The preview says so; `pulumi up` starts it again under supervision."""
+    ns = node_ns(lab, "k3s-lb-03")
+    probe.node_exec(ns, "rc-service haproxy stop")
+    probe.node_exec(ns, "haproxy -D -W -p /run/haproxy.pid -f /etc/haproxy/haproxy.cfg")
+    probe.wait_for(lambda: vrrp_state(lab, "k3s-lb-03") == "BACKUP", 10)
+    assert not supervised(lab, "k3s-lb-03", "haproxy")
+    drift = lab.preview().drift()
+    assert any(item.startswith("haproxy: runs outside its supervisor") for item in drift["k3s-lb-03"]), drift
+    lab.up()
+    assert supervised(lab, "k3s-lb-03", "haproxy")
+    assert vrrp_state(lab, "k3s-lb-03") == "BACKUP" and holders(lab) == ["k3s-lb-01"]
+    lab.preview(expect_no_changes=True)

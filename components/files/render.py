@@ -40,6 +40,11 @@ class Paths:
     # copy would be read as a duplicate entry).
     backup_dir: str = "/var/lib/haproxy-ha/backup"
     haproxy_pidfile: str = "/run/haproxy.pid"
+    # HAProxy's admin socket, which hands its listening sockets to a new master (expose-fd).
+    haproxy_admin_socket: str = "/var/lib/haproxy/admin.sock"
+    # The PID of a HAProxy found running outside its supervisor, which the next start takes
+    # over from (templates/haproxy.initd.j2, start_pre).
+    haproxy_handover: str = "/run/haproxy-ha/haproxy-handover"
     keepalived_pidfile: str = "/run/keepalived.pid"
     # Root-only: certificates with their private keys, and the session-ticket keys.
     certs_dir: str = "/etc/haproxy/certs"
@@ -300,6 +305,11 @@ class ServiceApply:
     sockets: tuple[str, ...] = ()  # UNIX sockets it must have created
     # Files that must hold these values once healthy (path, value).
     file_values: tuple[tuple[str, str], ...] = ()
+    # Runs under supervise-daemon (its OpenRC script says so): one started otherwise is drift.
+    supervised: bool = False
+    # Where to name a running daemon its supervised successor takes over from without a gap
+    # (HAProxy: the sockets pass over); without it, one outside its supervisor is stopped first.
+    handover: str | None = None
 
 
 def haproxy_line_keys(cluster: Cluster, paths: Paths = PATHS, template_dir: Path | None = None) -> dict[int, str]:
@@ -346,6 +356,8 @@ def service_applies(cluster: Cluster, paths: Paths = PATHS,
         ports=cluster.listen_ports,
         health_url=f"http://127.0.0.1:{cluster.health_port}/healthz",
         health_seconds=15,
+        supervised=True,
+        handover=paths.haproxy_handover,
     )
     watch = ServiceApply(
         name="haproxy-watch",
@@ -356,6 +368,7 @@ def service_applies(cluster: Cluster, paths: Paths = PATHS,
         pidfile="/nonexistent",  # supervise-daemon's pidfile is its own: found by name instead
         comm="haproxy-watch",
         file_values=((paths.haproxy_down_file, "0"),),
+        supervised=True,
     )
     keepalived = ServiceApply(
         name="keepalived",
@@ -370,6 +383,7 @@ def service_applies(cluster: Cluster, paths: Paths = PATHS,
         reload_signal="HUP",
         child_serves=True,
         settle_seconds=2,
+        supervised=True,
     )
     return rsyslog, haproxy, watch, keepalived
 

@@ -4,9 +4,10 @@ scripts' shell library (templates/scripts/probe.sh.j2); provider.py runs it over
 
 What is read: the sha256 of every managed file, whether each daemon runs and runs files no
 older than itself (a file changed after the daemon last (re)loaded means it runs an older
-version), whether it starts at boot or its supervisor gave up on it, the hash of sshd's managed
-block, whether the firewall's rules are loaded as last applied (and at boot), and the VRRP state
-of every instance with the addresses the node holds. The probe only reads: it never changes a node.
+version), whether it runs under its supervisor, whether it starts at boot or its supervisor gave
+up on it, the hash of sshd's managed block, whether the firewall's rules are loaded as last
+applied (and at boot), and the VRRP state of every instance with the addresses the node holds.
+The probe only reads: it never changes a node.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ class Live:
     running: dict[str, float] = field(default_factory=dict)  # service -> start time (epoch) of what serves
     enabled: dict[str, bool] = field(default_factory=dict)
     failed: set[str] = field(default_factory=set)  # services OpenRC marks failed (their supervisor gave up)
+    unsupervised: set[str] = field(default_factory=set)  # running, but not under their supervisor
     sshd_block: str = ""
     vrrp: dict[str, str] = field(default_factory=dict)  # instance -> MASTER/BACKUP/FAULT
     addresses: list[str] = field(default_factory=list)
@@ -73,6 +75,8 @@ def parse_probe(output: str) -> Live:
             live.enabled[parts[0]] = parts[1] == "yes"
         elif kind == "failed" and len(parts) == 1:
             live.failed.add(parts[0])
+        elif kind == "unsupervised" and len(parts) == 1:
+            live.unsupervised.add(parts[0])
         elif kind == "sshd" and parts:
             live.sshd_block = parts[0]
         elif kind == "vrrp" and len(parts) == 2:
@@ -102,6 +106,9 @@ def drift(desired: Desired, live: Live) -> list[str]:
             out.append(f"{svc.name}: not running: it kept crashing and its supervisor gave up (rc-status: failed)")
         elif started is None:
             out.append(f"{svc.name}: not running")
+        elif svc.name in live.unsupervised:
+            out.append(f"{svc.name}: runs outside its supervisor (started by hand or by an older haproxy-ha): "
+                       "a crash would not be restarted")
         elif any(live.mtimes.get(f, 0) > started + 1 for f in svc.files):
             out.append(f"{svc.name}: runs an older version of its files (not reloaded)")
         if not live.enabled.get(svc.name, False):
