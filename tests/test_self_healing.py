@@ -98,17 +98,26 @@ def test_every_node_runs_haproxy_and_keepalived_under_their_supervisor(lab):
             assert supervised(lab, node, daemon), f"{node}: {daemon}"
 
 
-def test_a_haproxy_running_outside_its_supervisor_is_drift_and_up_puts_it_under_it(lab):
+def test_a_haproxy_running_outside_its_supervisor_is_drift_and_up_hands_it_over_without_a_gap(lab):
     """Started by hand, or by an older haproxy-ha whose OpenRC script ran it with -D: a crash
-    would not be restarted. The preview says so; `pulumi up` starts it again under supervision."""
-    ns = node_ns(lab, "k3s-lb-03")
+    would not be restarted. The preview says so; under load, `pulumi up` starts a supervised
+    master that takes its sockets, and the old one finishes its connections: nothing moves,
+    nothing fails."""
+    ns = node_ns(lab, "k3s-lb-01")
     probe.node_exec(ns, "rc-service haproxy stop")
     probe.node_exec(ns, "haproxy -D -W -p /run/haproxy.pid -f /etc/haproxy/haproxy.cfg")
-    probe.wait_for(lambda: vrrp_state(lab, "k3s-lb-03") == "BACKUP", 10)
-    assert not supervised(lab, "k3s-lb-03", "haproxy")
+    probe.wait_for(lambda: holders(lab) == ["k3s-lb-01"], 10)
+    (old,) = probe.main_pids(ns, "haproxy")
+    assert not supervised(lab, "k3s-lb-01", "haproxy")
     drift = lab.preview().drift()
-    assert any(item.startswith("haproxy: runs outside its supervisor") for item in drift["k3s-lb-03"]), drift
-    lab.up()
-    assert supervised(lab, "k3s-lb-03", "haproxy")
-    assert vrrp_state(lab, "k3s-lb-03") == "BACKUP" and holders(lab) == ["k3s-lb-01"]
+    assert any(item.startswith("haproxy: runs outside its supervisor") for item in drift["k3s-lb-01"]), drift
+    before = transitions(lab)
+    with probe.Load(lab, VIP_URL, workers=2, interval=0.005) as load:
+        lab.up()
+        probe.wait_for(lambda: old not in probe.ns_pids(ns), 30)  # it finished and left
+        load.served()
+        result = load.stop()
+    assert supervised(lab, "k3s-lb-01", "haproxy")
+    assert transitions(lab) == before and holders(lab) == ["k3s-lb-01"]
+    assert result["failed"] == 0, result
     lab.preview(expect_no_changes=True)

@@ -4,7 +4,8 @@ Until b95c6fc every remote and lab step was a `Step`, our own dynamic resource, 
 were reached through a ProxyCommand. That commit's own lab harness brings a stack up; this
 version's `pulumi up` then replaces every `Step` with a `remote.Command` or `local.Command`
 (the old ones' deletes are no-ops: components/remote/step.py), reaches the nodes through the
-bastion, and keeps the machines and what they serve.
+bastion, puts HAProxy and keepalived under supervise-daemon, and keeps the machines and what they
+serve.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from lab import engine, labctl
 from lab.kit import probe
 from lab.stack import Lab
 from tests.conftest import stack_config
-from tests.lab_support import VIP_URL, holders, needs_lab
+from tests.lab_support import SLOTS, VIP_URL, holders, needs_lab, supervised
 
 pytestmark = needs_lab
 
@@ -52,8 +53,14 @@ def test_a_stack_made_with_step_upgrades_in_one_up_under_load(tmp_path):
         with probe.Load(lab, VIP_URL, workers=2, interval=0.005) as load:
             outcome = lab.up()
             result = load.stop()
-        assert result["failed"] == 0, result
+        # keepalived moves under its supervisor by a stop and a start (HAProxy is handed over
+        # without a gap): on the holder the VIP goes away and comes back once, and only
+        # requests inside that failover may fail.
+        assert len(result["outages"]) <= 2, result
         assert result["ok"] > 0
+        for node in SLOTS:
+            for daemon in ("haproxy", "keepalived"):
+                assert supervised(lab, node, daemon), f"{node}: {daemon}"
 
         after = lab.resources()
         steps = [r for r in after if r["urn"].endswith(("-bootstrap", "-install", "-apply-haproxy"))
