@@ -12,6 +12,7 @@ import pytest
 
 from components.files.render import RESPAWN
 from lab.kit import probe
+from lab.kit.shape import restarted
 from tests.lab_support import SLOTS, VIP_URL, Squatter, holders, needs_lab, node_ns, supervised, transitions
 
 pytestmark = needs_lab
@@ -39,8 +40,7 @@ def test_a_crashed_keepalived_is_back_by_itself_and_only_the_holders_crash_moves
             probe.wait_for(lambda: holders(lab) == ["k3s-lb-02"], 5)
             load.served()
         # Its supervisor starts keepalived again; with preempt the VIP comes home.
-        probe.wait_for(lambda: probe.main_pids(ns, "keepalived") not in ([], [dead])
-                       and probe.children(ns, probe.main_pids(ns, "keepalived")[0]), 10)
+        restarted(ns, dead, "keepalived")
         probe.wait_for(lambda: vrrp_state(lab, node) in ("MASTER", "BACKUP"), 10)
         probe.wait_for(lambda: holders(lab) == ["k3s-lb-01"], 10)
         load.served()
