@@ -146,7 +146,7 @@ def test_a_backend_change_touches_only_haproxy_files_and_applies(prod_run):
 
 
 def test_a_priority_change_that_keeps_the_order_changes_nothing(prod_run):
-    """The priorities give the failover order; keepalived runs that order at 254, 253, 237."""
+    """The priorities give the failover order; keepalived runs that order at 254, 253, 189."""
     cfg = stack_config("prod")
     cfg["haproxy-ha:cluster"]["nodes"][1]["priority"] = 140
     assert changed(prod_run, run(cfg)) == {}

@@ -29,7 +29,7 @@ class NodeSpec(Spec):
     # Needed for IPv6 VIPs (the node's own address on the segment, also set by cloud-init).
     address6: ipaddress.IPv6Interface | None = None
     # VRRP priority, highest first: on every node or on none (then 200 down to 10, in list order).
-    # It sets the failover order; keepalived runs that order at 254, 253, then 16 apart.
+    # It sets the failover order; keepalived runs that order at 254, 253, then 64 apart.
     priority: Annotated[int, Field(ge=1, le=254)] | None = None
     # Force the initial VRRP state (single-VIP form only); derived from the order when absent.
     state: Literal["MASTER", "BACKUP"] | None = None

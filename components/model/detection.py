@@ -3,9 +3,10 @@
 A backup declares its master lost after 3 missed adverts plus its skew time
 ((256 - priority) / 256 x advert_int), so the advert interval sets the detection time; a master
 that is not scheduled for about 2-3 intervals looks lost too. Measured in the lab
-(bench/failover_ms_bench.py --detection, medians): a lost node replaced in 0.09 / 0.14 / 0.31 s
-(to the new holder's GARP; docs/figures.md), a stall of the holder's VRRP process survived up
-to 60 / 120 / 200 ms. `default` is the interval
+(bench/failover_ms_bench.py, medians): a lost node replaced in 0.09 / 0.14 / 0.31 s with the
+priorities at 200, 150, 100, 0.12 s at the default since keepalived runs them at 254, 253, 189 (to
+the new holder's GARP; docs/figures.md), a stall of the holder's VRRP process survived up to
+60 / 120 / 200 ms. `default` is the interval
 with no false VRRP change in any hard-case run (docs/vips-and-failover.md, "Failure detection").
 """
 
