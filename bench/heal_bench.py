@@ -1,7 +1,7 @@
 """A node heals itself: what a crash costs, from the kill to serving again and to the VIP's return.
 
 Brings up its own lab cluster (stack `healbench`), measures, tears it down. Needs root.
-    .venv/bin/python bench/heal_bench.py [--trials N]
+    .venv/bin/python bench/heal_bench.py [--trials N] [--crash 'haproxy master' 'haproxy worker' keepalived]
 
 Per crash (SIGKILL to HAProxy's master; to a HAProxy worker, as the OOM killer would; to
 keepalived's parent) and node (the holder k3s-lb-01, the first backup k3s-lb-02), under load
@@ -10,9 +10,9 @@ through the VIP (a new connection per request, 4 workers, 5 ms apart, 0.5 s time
                      keepalived: a new keepalived whose VRRP process logged BACKUP or MASTER
   kill -> VIP home   the VIP back on k3s-lb-01 (preempt); a crash on a backup never moves it
   VRRP changes on the other nodes, failed requests, the longest client-seen outage
-The supervisor waits respawn_delay (1 s, components/files/render.py RESPAWN) before it starts a
-daemon again: most of each figure. Polled every 5 ms: that is the resolution. Median and worst
-of N trials (default 10).
+The supervisor waits respawn_delay (HAProxy 1 s, keepalived 2 s: components/files/render.py
+RESPAWN) before it starts a daemon again: most of each figure. Polled every 5 ms: that is the
+resolution. Median and worst of N trials (default 10).
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ from lab.stack import Lab  # noqa: E402
 from tests.conftest import stack_config  # noqa: E402
 
 HOME = "k3s-lb-01"
+CRASHES = ("haproxy master", "haproxy worker", "keepalived")
 
 
 def node_file(lab: Lab, node: str, path: str) -> str:
@@ -115,6 +116,7 @@ def report(name: str, runs: list[dict]) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--trials", type=int, default=10)
+    parser.add_argument("--crash", nargs="*", choices=CRASHES, default=list(CRASHES), help="which crashes to measure")
     args = parser.parse_args()
     if os.geteuid() != 0:
         raise SystemExit("the lab benchmarks need root")
@@ -122,7 +124,7 @@ def main() -> None:
     try:
         lab.up()
         settle(lab)
-        for what in ("haproxy master", "haproxy worker", "keepalived"):
+        for what in args.crash:
             for node in (HOME, "k3s-lb-02"):
                 role = "the holder" if node == HOME else "a backup"
                 report(f"{what} killed on {role} ({node})", [trial(lab, node, what) for _ in range(args.trials)])

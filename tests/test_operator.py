@@ -96,8 +96,8 @@ def test_a_stop_moves_nothing_on_a_backup_and_the_vip_on_the_holder(lab):
     moved = {n for n, count in transitions(lab).items() if count != before[n]}
     assert moved <= {"k3s-lb-03"}, f"only the stopped backup changes state (to FAULT): {moved}"
     # Stopped stays stopped: its supervisor, which starts a crashed HAProxy again after
-    # RESPAWN.delay, left with it. An observation window, a second longer than that delay.
-    time.sleep(RESPAWN.delay + 1)
+    # RESPAWN["haproxy"].delay, left with it. An observation window, a second longer than that delay.
+    time.sleep(RESPAWN["haproxy"].delay + 1)
     assert not probe.main_pids(node_ns(lab, "k3s-lb-03"), "haproxy")
     assert "status: stopped" in rc(lab, "k3s-lb-03", "haproxy status", check=False).stderr + \
         rc(lab, "k3s-lb-03", "haproxy status", check=False).stdout

@@ -31,6 +31,7 @@ def log_lines(lab, node: str) -> list[str]:
 def test_a_crashed_keepalived_is_back_by_itself_and_only_the_holders_crash_moves_the_vip(lab, node):
     ns = node_ns(lab, node)
     before = transitions(lab)
+    seen = len(log_lines(lab, node))
     (dead,) = probe.main_pids(ns, "keepalived")
     with probe.Load(lab, VIP_URL, workers=2, interval=0.005, timeout=0.5) as load:
         load.served()
@@ -45,6 +46,9 @@ def test_a_crashed_keepalived_is_back_by_itself_and_only_the_holders_crash_moves
         probe.wait_for(lambda: holders(lab) == ["k3s-lb-01"], 10)
         load.served()
         result = load.stop()
+    # One start was enough: none refused while the old VRRP process was still leaving.
+    exits = [line for line in log_lines(lab, node)[seen:] if "/usr/sbin/keepalived, pid" in line]
+    assert len(exits) == 1, exits
     if node != "k3s-lb-01":
         moved = {n for n, count in transitions(lab).items() if count != before[n]}
         assert moved == {node}, f"only the crashed backup changes state: {moved}"
@@ -63,10 +67,10 @@ def test_a_crash_loop_is_bounded_and_the_node_stays_in_fault_says_why_and_shows_
         # Every start fails to bind; after respawn_max restarts within respawn_period, the
         # supervisor gives up and OpenRC marks the service failed.
         probe.wait_for(lambda: probe.node_exec(ns, "test -e /run/openrc/failed/haproxy", check=False).returncode == 0,
-                       RESPAWN.delay * (RESPAWN.max + 2) + 10, interval=0.2)
+                       RESPAWN["haproxy"].delay * (RESPAWN["haproxy"].max + 2) + 10, interval=0.2)
         log = log_lines(lab, "k3s-lb-02")[seen:]
         exits = [line for line in log if "/usr/sbin/haproxy, pid" in line]
-        assert len(exits) == RESPAWN.max + 1, "\n".join(log)  # the kill, then each failed start
+        assert len(exits) == RESPAWN["haproxy"].max + 1, "\n".join(log)  # the kill, then each failed start
         assert sum("gave up" in line and "haproxy-ha" in line for line in log) == 1, "\n".join(log)
         assert "cannot bind socket" in probe.node_exec(ns, "cat /var/log/haproxy-master.log").stdout
         assert not probe.main_pids(ns, "haproxy") and vrrp_state(lab, "k3s-lb-02") == "FAULT"

@@ -95,7 +95,10 @@ class Respawn:
     period: int = 10
 
 
-RESPAWN = Respawn()
+# keepalived's VRRP process takes about a second to leave after its parent is killed (it sends
+# its priority-0 adverts), and a new keepalived refuses to start until it has ("daemon is
+# already running", exit 0): a 1 s delay spent one restart of the budget on every crash.
+RESPAWN = {"haproxy": Respawn(), "keepalived": Respawn(delay=2, period=20)}
 
 
 # sshd takes the first value it reads: bootstrap puts this block first in sshd_config.
