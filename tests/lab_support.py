@@ -58,6 +58,11 @@ def supervised(lab: Lab, node: str, daemon: str) -> bool:
     return any(pid in probe.children(ns, s) for s in probe.ns_pids(ns) if probe.comm(s) == "supervise-daemo")
 
 
+def vrrp_state(lab: Lab, node: str) -> str:
+    """The node's VRRP state as its notify script last wrote it (MASTER, BACKUP, FAULT)."""
+    return probe.node_exec(node_ns(lab, node), "cat /run/haproxy-ha/vrrp-state", check=False).stdout.strip()
+
+
 def logged_state(lab: Lab, node: str) -> str:
     """The state the node's notify script logged last (MASTER, BACKUP, FAULT), or "" before any."""
     lines = probe.node_exec(node_ns(lab, node), f"tail -n 1 {STATE_LOG}", check=False).stdout.split()

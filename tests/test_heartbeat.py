@@ -14,7 +14,7 @@ import pytest
 from lab.kit import probe
 from lab.kit.intruder import Intruder, heard
 from tests.conftest import stack_config
-from tests.lab_support import SLOTS, VIP_URL, holders, needs_lab, running_lab, transitions
+from tests.lab_support import SLOTS, VIP_URL, holders, needs_lab, running_lab, transitions, vrrp_state
 
 pytestmark = needs_lab
 
@@ -39,9 +39,6 @@ def lab():
     with running_lab(heartbeat_config()) as running:
         yield running
 
-
-def state(lab, node: str) -> str:
-    return probe.node_exec(lab.ns(SLOTS[node]), "cat /run/haproxy-ha/vrrp-state", check=False).stdout.strip()
 
 
 
@@ -81,21 +78,21 @@ def test_a_backup_whose_heartbeat_link_fails_goes_to_fault_and_moves_nothing(lab
     before = transitions(lab)
     heartbeat_link(lab, "k3s-lb-03", up=False)
     try:
-        probe.wait_for(lambda: state(lab, "k3s-lb-03") == "FAULT", 5)
+        probe.wait_for(lambda: vrrp_state(lab, "k3s-lb-03") == "FAULT", 5)
         time.sleep(1)  # an observation window: nothing else may change meanwhile
         assert holders(lab) == ["k3s-lb-01"]
         assert {n: c for n, c in transitions(lab).items() if n != "k3s-lb-03"} == \
                {n: c for n, c in before.items() if n != "k3s-lb-03"}
     finally:
         heartbeat_link(lab, "k3s-lb-03", up=True)
-    probe.wait_for(lambda: state(lab, "k3s-lb-03") == "BACKUP", 10)
+    probe.wait_for(lambda: vrrp_state(lab, "k3s-lb-03") == "BACKUP", 10)
 
 
 def test_the_holder_whose_heartbeat_link_fails_hands_the_vip_on_and_never_fights_for_it(lab):
     with probe.Load(lab, VIP_URL, workers=2, interval=0.005) as load:
         heartbeat_link(lab, "k3s-lb-01", up=False)
         try:
-            probe.wait_for(lambda: state(lab, "k3s-lb-01") == "FAULT", 5)
+            probe.wait_for(lambda: vrrp_state(lab, "k3s-lb-01") == "FAULT", 5)
             probe.wait_for(lambda: holders(lab) == ["k3s-lb-02"], 5)
             for _ in range(10):  # one holder throughout, never two
                 assert holders(lab) == ["k3s-lb-02"]

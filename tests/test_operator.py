@@ -11,7 +11,7 @@ import time
 
 from components.files.render import RESPAWN
 from lab.kit import probe
-from tests.lab_support import SLOTS, VIP_URL, holders, needs_lab, node_ns, transitions
+from tests.lab_support import SLOTS, VIP_URL, holders, needs_lab, node_ns, transitions, vrrp_state
 
 pytestmark = needs_lab
 
@@ -22,9 +22,6 @@ NODES_AT = {"k3s-lb-01": "192.0.2.11", "k3s-lb-02": "192.0.2.12", "k3s-lb-03": "
 def rc(lab, node: str, command: str, check: bool = True):
     return probe.node_exec(node_ns(lab, node), f"rc-service {command}", check=check)
 
-
-def vrrp_state(lab, node: str) -> str:
-    return probe.node_exec(node_ns(lab, node), "cat /run/haproxy-ha/vrrp-state", check=False).stdout.strip()
 
 
 def back_to_normal(lab) -> None:

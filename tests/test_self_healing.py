@@ -13,13 +13,10 @@ import pytest
 from components.files.render import RESPAWN
 from lab.kit import probe
 from lab.kit.shape import restarted
-from tests.lab_support import SLOTS, VIP_URL, Squatter, holders, needs_lab, node_ns, supervised, transitions
+from tests.lab_support import SLOTS, VIP_URL, Squatter, holders, needs_lab, node_ns, supervised, transitions, vrrp_state
 
 pytestmark = needs_lab
 
-
-def vrrp_state(lab, node: str) -> str:
-    return probe.node_exec(node_ns(lab, node), "cat /run/haproxy-ha/vrrp-state", check=False).stdout.strip()
 
 
 def log_lines(lab, node: str) -> list[str]:
